@@ -1,0 +1,25 @@
+"""jaxlqo: differentiable control theory for linear and linear-quadratic-output systems in JAX."""
+
+from . import testing as testing
+from ._matrix_equations import (
+    AbstractSylvesterSolver as AbstractSylvesterSolver,
+    AutoSolver as AutoSolver,
+    BartelsStewart as BartelsStewart,
+    Diagonal as Diagonal,
+    Doubling as Doubling,
+    Kronecker as Kronecker,
+    MatrixSign as MatrixSign,
+    solve_continuous_lyapunov as solve_continuous_lyapunov,
+    solve_discrete_lyapunov as solve_discrete_lyapunov,
+    solve_discrete_sylvester as solve_discrete_sylvester,
+    solve_sylvester as solve_sylvester,
+)
+from ._simulate import simulate as simulate
+from ._solution import RESULTS as RESULTS, Solution as Solution
+from ._systems import (
+    AbstractSystem as AbstractSystem,
+    DiagonalLQOSystem as DiagonalLQOSystem,
+    LQOSystem as LQOSystem,
+)
+
+__version__ = "0.1.0"

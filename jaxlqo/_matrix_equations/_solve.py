@@ -1,0 +1,217 @@
+"""The four public matrix-equation solvers, with implicit derivatives.
+
+Differentiation (all four equations, real and complex, any order, forward and reverse).
+Write the equation as `L(X; A, B) = C` with `L` linear in `X` (see `_operator.py`):
+
+    continuous:  L(X) = A X + X B            discrete:  L(X) = X − A X B
+
+Tangent equation (differentiate the identity L(X; A, B) = C):
+
+    L(Ẋ) = Ċ − L_Ȧ,Ḃ(X),   where  L_Ȧ,Ḃ(X) = Ȧ X + X Ḃ   or   −(Ȧ X B + A X Ḃ),
+
+i.e. the tangent is another solve with the *same* operator and factorisation.
+Adjoint (reverse mode): for a cotangent X̄, solve the transposed equation Lᵀ(C̄) = X̄
+(Lᵀ(Y) = Aᵀ Y + Y Bᵀ or Y − Aᵀ Y Bᵀ; JAX's transposes are linear, not conjugate-linear,
+so no conjugation appears), then Ā = −C̄ Xᵀ and B̄ = −Xᵀ C̄ (continuous) or
+Ā = C̄ Bᵀ Xᵀ, B̄ = Xᵀ Aᵀ C̄ (discrete).
+
+`lax.custom_linear_solve` implements exactly this: the solve and transposed solve are opaque
+(the factorisation is computed from `lax.stop_gradient` inputs and never differentiated), the
+derivatives with respect to `A` and `B` come from differentiating the operator `L`, and the
+tangent and adjoint solves are again `custom_linear_solve`s, so every order works.
+"""
+
+import jax.lax as lax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Inexact
+
+from .._misc import as_inexact_array, common_inexact_dtype
+from .._solution import RESULTS, Solution
+from ._operator import SylvesterOperator
+from ._solvers import AbstractSylvesterSolver, AutoSolver
+
+
+def _square_or_diagonal(x: Array, name: str, caller: str) -> int:
+    if x.ndim == 1 or (x.ndim == 2 and x.shape[0] == x.shape[1]):
+        return x.shape[0]
+    raise ValueError(
+        f"{caller}: argument `{name}` must be a square matrix (k, k) or a 1-D diagonal (k,); "
+        f"got shape {x.shape}."
+    )
+
+
+def _solve(
+    caller: str,
+    a: Array,
+    b: Array,
+    c: Array,
+    *,
+    discrete: bool,
+    adjoint_pair: bool,
+    solver: AbstractSylvesterSolver,
+    throw: bool,
+):
+    if not isinstance(solver, AbstractSylvesterSolver):
+        raise TypeError(
+            f"{caller}: `solver` must be a solver Module such as lqo.AutoSolver(), "
+            f"lqo.BartelsStewart() or lqo.Doubling(); got {solver!r}."
+        )
+    dtype = common_inexact_dtype(a, b, c)
+    a, b, c = a.astype(dtype), b.astype(dtype), c.astype(dtype)
+    operator = SylvesterOperator(a, b, discrete)
+    if isinstance(solver, AutoSolver):
+        solver = solver.select(operator)
+    # The factorisation is a constant for differentiation: derivatives come from `operator`.
+    state = solver.init(lax.stop_gradient(operator), adjoint_pair)
+
+    x = lax.custom_linear_solve(
+        operator,
+        c,
+        solve=lambda _, rhs: solver.compute(state, rhs, False),
+        transpose_solve=lambda _, rhs: solver.compute(state, rhs, True),
+    )
+
+    result = _result(operator, c, x, solver, state)
+    if throw:
+        return result.error_if(x, result != RESULTS.successful)
+    return Solution(value=x, result=result, stats={})
+
+
+def _result(operator, c, x, solver, state) -> RESULTS:
+    """Classify the outcome: non-finite input, singular equation, or a failed solve.
+
+    A solve is judged failed when its residual is far above what a backward-stable method
+    leaves: ‖L(X) − C‖ > 1000 · n · ε · (‖A‖‖X‖(‖B‖) + ‖X‖‖B‖ + ‖C‖) (Frobenius norms).
+    """
+    operator, c, x = lax.stop_gradient((operator, c, x))
+    finite_input = jnp.isfinite(operator.a).all() & jnp.isfinite(operator.b).all()
+    finite_input = finite_input & jnp.isfinite(c).all()
+    eps = jnp.finfo(c.dtype).eps
+    size = max(c.shape)
+    norm_a, norm_b = jnp.linalg.norm(operator.a), jnp.linalg.norm(operator.b)
+    norm_x, norm_c = jnp.linalg.norm(x), jnp.linalg.norm(c)
+    if operator.discrete:
+        scale = norm_x + norm_a * norm_x * norm_b + norm_c
+    else:
+        scale = norm_a * norm_x + norm_x * norm_b + norm_c
+    residual = jnp.linalg.norm(operator(x) - c)
+    solved = jnp.isfinite(x).all() & (residual <= 1000 * size * eps * scale)
+    failure = getattr(RESULTS, solver.failure_code)
+    result = RESULTS.where(solved, RESULTS.successful, failure)
+    result = RESULTS.where(solver.separation_ok(state), result, RESULTS.singular_equation)
+    return RESULTS.where(finite_input, result, RESULTS.nonfinite_input)
+
+
+def solve_sylvester(
+    A: Inexact[ArrayLike, "n n"] | Inexact[ArrayLike, " n"],
+    B: Inexact[ArrayLike, "m m"] | Inexact[ArrayLike, " m"],
+    C: Inexact[ArrayLike, "n m"],
+    *,
+    solver: AbstractSylvesterSolver = AutoSolver(),
+    throw: bool = True,
+):
+    r"""Solve the Sylvester equation $A X + X B = C$.
+
+    Uniquely solvable iff $\lambda_i(A) + \mu_j(B) \neq 0$ for all eigenvalue pairs.
+
+    **Arguments:**
+
+    - `A`: `(n, n)`, or `(n,)` for a diagonal matrix.
+    - `B`: `(m, m)`, or `(m,)` for a diagonal matrix.
+    - `C`: `(n, m)`. Real or complex; all inputs are cast to their common dtype.
+    - `solver`: keyword-only solver Module (default [`jaxlqo.AutoSolver`][]).
+    - `throw`: keyword-only. `True` (default) raises on non-finite input, a singular equation
+        or a failed solve; `False` returns a [`jaxlqo.Solution`][] with a result code.
+
+    **Returns:** `X` of shape `(n, m)`, or a `Solution` when `throw=False`.
+
+    Differentiable in `A`, `B` and `C` (implicitly, to any order, forward and reverse mode),
+    and compatible with `jit` and `vmap`.
+    """
+    caller = "solve_sylvester"
+    A, B, C = (as_inexact_array(x, name, caller) for x, name in ((A, "A"), (B, "B"), (C, "C")))
+    n = _square_or_diagonal(A, "A", caller)
+    m = _square_or_diagonal(B, "B", caller)
+    _check_rhs(C, (n, m), "C", caller)
+    return _solve(caller, A, B, C, discrete=False, adjoint_pair=False, solver=solver, throw=throw)
+
+
+def solve_discrete_sylvester(
+    A: Inexact[ArrayLike, "n n"] | Inexact[ArrayLike, " n"],
+    B: Inexact[ArrayLike, "m m"] | Inexact[ArrayLike, " m"],
+    C: Inexact[ArrayLike, "n m"],
+    *,
+    solver: AbstractSylvesterSolver = AutoSolver(),
+    throw: bool = True,
+):
+    r"""Solve the discrete Sylvester (Stein) equation $A X B - X + C = 0$.
+
+    Uniquely solvable iff $\lambda_i(A)\,\mu_j(B) \neq 1$ for all eigenvalue pairs.
+    Arguments and returns as for [`jaxlqo.solve_sylvester`][].
+    """
+    caller = "solve_discrete_sylvester"
+    A, B, C = (as_inexact_array(x, name, caller) for x, name in ((A, "A"), (B, "B"), (C, "C")))
+    n = _square_or_diagonal(A, "A", caller)
+    m = _square_or_diagonal(B, "B", caller)
+    _check_rhs(C, (n, m), "C", caller)
+    return _solve(caller, A, B, C, discrete=True, adjoint_pair=False, solver=solver, throw=throw)
+
+
+def solve_continuous_lyapunov(
+    A: Inexact[ArrayLike, "n n"] | Inexact[ArrayLike, " n"],
+    Q: Inexact[ArrayLike, "n n"],
+    *,
+    solver: AbstractSylvesterSolver = AutoSolver(),
+    throw: bool = True,
+):
+    r"""Solve the continuous Lyapunov equation $A X + X A^H = Q$ (SciPy's convention).
+
+    For a stable `A` and `Q = −B Bᴴ` the solution is the controllability Gramian.
+    `A` may be 1-D (diagonal). Keywords and returns as for [`jaxlqo.solve_sylvester`][];
+    one Schur form serves both sides.
+    """
+    caller = "solve_continuous_lyapunov"
+    A, Q = as_inexact_array(A, "A", caller), as_inexact_array(Q, "Q", caller)
+    n = _square_or_diagonal(A, "A", caller)
+    _check_rhs(Q, (n, n), "Q", caller)
+    dtype = common_inexact_dtype(A, Q)
+    A = A.astype(dtype)
+    return _solve(
+        caller, A, _adjoint(A), Q, discrete=False, adjoint_pair=True, solver=solver, throw=throw
+    )
+
+
+def solve_discrete_lyapunov(
+    A: Inexact[ArrayLike, "n n"] | Inexact[ArrayLike, " n"],
+    Q: Inexact[ArrayLike, "n n"],
+    *,
+    solver: AbstractSylvesterSolver = AutoSolver(),
+    throw: bool = True,
+):
+    r"""Solve the discrete Lyapunov (Stein) equation $A X A^H - X + Q = 0$ (SciPy's convention).
+
+    For `|λ(A)| < 1` and `Q = B Bᴴ` the solution is the reachability Gramian
+    $\sum_k A^k B B^H (A^H)^k$. `A` may be 1-D (diagonal). Keywords and returns as for
+    [`jaxlqo.solve_sylvester`][].
+    """
+    caller = "solve_discrete_lyapunov"
+    A, Q = as_inexact_array(A, "A", caller), as_inexact_array(Q, "Q", caller)
+    n = _square_or_diagonal(A, "A", caller)
+    _check_rhs(Q, (n, n), "Q", caller)
+    dtype = common_inexact_dtype(A, Q)
+    A = A.astype(dtype)
+    return _solve(
+        caller, A, _adjoint(A), Q, discrete=True, adjoint_pair=True, solver=solver, throw=throw
+    )
+
+
+def _adjoint(a: Array) -> Array:
+    return jnp.conj(a) if a.ndim == 1 else a.conj().T
+
+
+def _check_rhs(x: Array, expected: tuple, name: str, caller: str) -> None:
+    if x.shape != expected:
+        raise ValueError(
+            f"{caller}: argument `{name}` must have shape {expected} to match the coefficient "
+            f"matrices; got shape {x.shape}."
+        )

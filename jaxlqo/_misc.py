@@ -1,0 +1,52 @@
+"""Small helpers shared by every layer: dtype promotion and input validation."""
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+
+def default_float_dtype():
+    """The float dtype JAX uses for Python floats (float64 under `jax_enable_x64`)."""
+    return jnp.asarray(0.0).dtype
+
+
+def as_inexact_array(x, name: str, caller: str) -> Array:
+    """Convert `x` to a JAX array with an inexact dtype.
+
+    Integer and boolean arrays are promoted to the default float dtype *before* any arithmetic,
+    so a `uint16` matrix can never overflow. Object and string arrays are rejected.
+    """
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        x = np.asarray(x)
+        dtype = x.dtype
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return jnp.asarray(x)
+    if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
+        return jnp.asarray(x, dtype=default_float_dtype())
+    raise TypeError(
+        f"{caller}: argument `{name}` has dtype {dtype}; expected a real or complex numeric array."
+    )
+
+
+def common_inexact_dtype(*arrays):
+    """The dtype every array is cast to before they meet (explicit, so strict promotion passes)."""
+    return jnp.result_type(*[a.dtype for a in arrays if a is not None])
+
+
+def check_shape(x, expected: tuple, name: str, caller: str, meaning: str = "") -> None:
+    """Raise `ValueError` naming the argument, the expected and the received shape.
+
+    `expected` holds ints (fixed sizes) or `None` (any size).
+    """
+    ok = x.ndim == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, x.shape)
+    )
+    if not ok:
+        pretty = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        extra = f" ({meaning})" if meaning else ""
+        raise ValueError(
+            f"{caller}: argument `{name}` must have shape {pretty}{extra}; got shape {x.shape}."
+        )

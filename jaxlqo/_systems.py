@@ -1,0 +1,265 @@
+"""Linear and linear-quadratic-output (LQO) systems as Equinox pytrees.
+
+Discrete time (`dt` a number):   x_{k+1} = A x_k + B u_k,       x_0 = 0
+Continuous time (`dt=None`):     ẋ(t)    = A x(t) + B u(t),     x(0) = 0
+Output (both):                   y = C x + D u + [xᵀ M_1 x, …, xᵀ M_p x]ᵀ
+"""
+
+import math
+from typing import Optional
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Inexact, Real
+
+from ._misc import as_inexact_array, check_shape, common_inexact_dtype
+
+
+def _check_dt(dt, caller: str) -> Optional[float]:
+    if dt is None:
+        return None
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError) as e:  # e.g. a traced value: `dt` is static structure
+        raise TypeError(
+            f"{caller}: `dt` must be None (continuous time) or a positive Python number "
+            f"(discrete time); got {dt!r}. It is static, so it cannot be a traced value."
+        ) from e
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"{caller}: `dt` must be a positive finite number or None; got {dt}.")
+    return dt
+
+
+class AbstractSystem(eqx.Module):
+    """A state-space system with `n` states, `m` inputs and `p` outputs.
+
+    Concrete subclasses: [`jaxlqo.LQOSystem`][] (dense) and [`jaxlqo.DiagonalLQOSystem`][]
+    (complex-diagonal with real output).
+    """
+
+    dt: eqx.AbstractVar[Optional[float]]
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether the system is discrete time (`dt` is a number)."""
+        return self.dt is not None
+
+    @property
+    def n(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def m(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def p(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def is_lti(self) -> bool:
+        """Whether the system has no quadratic output."""
+        raise NotImplementedError
+
+    def to_dense(self) -> "LQOSystem":
+        """The same input-output map as a dense [`jaxlqo.LQOSystem`][]."""
+        raise NotImplementedError
+
+
+class LQOSystem(AbstractSystem):
+    r"""A dense linear-quadratic-output system.
+
+    $$x_{k+1} = A x_k + B u_k \;(\text{or } \dot x = A x + B u),\qquad
+      y_j = (C x + D u)_j + x^\top M_j x .$$
+
+    **Arguments:**
+
+    - `A`: state matrix, shape `(n, n)`.
+    - `B`: input matrix, shape `(n, m)`.
+    - `C`: linear output matrix, shape `(p, n)`.
+    - `M`: quadratic output, shape `(p, n, n)`: one matrix per output, aligned with the rows
+        of `C`. It is symmetrised on construction (`xᵀ M x = xᵀ ½(M + Mᵀ) x`, and every h2
+        formula assumes symmetry). `None` (default) gives an ordinary LTI system.
+    - `D`: feedthrough, shape `(p, m)`; `None` means zero.
+    - `dt`: keyword-only; `None` (default) for continuous time, a positive number for
+        discrete time with that sampling step.
+
+    Integer and boolean arrays are promoted to the default float dtype; all arrays are cast to
+    one common dtype. Shapes are checked with an error naming the argument.
+    """
+
+    A: Inexact[Array, "n n"]
+    B: Inexact[Array, "n m"]
+    C: Inexact[Array, "p n"]
+    M: Optional[Inexact[Array, "p n n"]]
+    D: Inexact[Array, "p m"]
+    dt: Optional[float] = eqx.field(static=True)
+
+    def __init__(self, A, B, C, M=None, D=None, *, dt=None):
+        caller = "LQOSystem"
+        A = as_inexact_array(A, "A", caller)
+        B = as_inexact_array(B, "B", caller)
+        C = as_inexact_array(C, "C", caller)
+        M = None if M is None else as_inexact_array(M, "M", caller)
+        D = None if D is None else as_inexact_array(D, "D", caller)
+        # Shapes are checked here, before any arithmetic that would broadcast them wrongly.
+        check_shape(A, (None, None), "A", caller, "(n, n)")
+        n = A.shape[0]
+        check_shape(A, (n, n), "A", caller, "square (n, n)")
+        check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from A")
+        m = B.shape[1]
+        check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from A")
+        p = C.shape[0]
+        if M is not None:
+            check_shape(M, (p, n, n), "M", caller, f"(p, n, n) with p = {p} from C, n = {n}")
+        if D is not None:
+            check_shape(D, (p, m), "D", caller, f"(p, m) with p = {p} from C, m = {m} from B")
+        dtype = common_inexact_dtype(A, B, C, M, D)
+        self.A = A.astype(dtype)
+        self.B = B.astype(dtype)
+        self.C = C.astype(dtype)
+        self.M = None if M is None else (0.5 * (M + jnp.swapaxes(M, -1, -2))).astype(dtype)
+        self.D = jnp.zeros((p, m), dtype) if D is None else D.astype(dtype)
+        self.dt = _check_dt(dt, caller)
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[-1]
+
+    @property
+    def m(self) -> int:
+        return self.B.shape[-1]
+
+    @property
+    def p(self) -> int:
+        return self.C.shape[-2]
+
+    @property
+    def is_lti(self) -> bool:
+        return self.M is None
+
+    def to_dense(self) -> "LQOSystem":
+        return self
+
+    def output(self, x: Array, u: Array) -> Array:
+        """`y = C x + D u + [xᵀ M_j x]_j` for one state `x` (n,) and input `u` (m,)."""
+        y = self.C @ x + self.D @ u.astype(self.D.dtype)
+        if self.M is not None:
+            y = y + jnp.einsum("i,jik,k->j", x, self.M, x)
+        return y
+
+
+class DiagonalLQOSystem(AbstractSystem):
+    r"""A complex-diagonal system with real output, as in S4D / S5 / LRU layers.
+
+    $$x_{k+1} = \operatorname{diag}(\lambda) x_k + B u_k \;(\text{or } \dot x = \lambda\odot x + Bu),
+      \qquad y_j = \operatorname{Re}(C x)_j + (D u)_j
+             + \sum_{l=1}^{k} \operatorname{Re}(F_{jl} x)\,\operatorname{Re}(G_{jl} x).$$
+
+    The state `x` is complex, the input `u` and output `y` are real. The quadratic readout is a
+    sum of `k` products of two real linear readouts per output: a gated / bilinear readout
+    (GLU-style `Re(Fx) ⊙ Re(Gx)` for `k = 1`). It costs `O(p k n)` to store, where the
+    equivalent dense `M` would cost `O(p n²)`.
+
+    **Arguments:**
+
+    - `poles`: the diagonal `λ`, shape `(n,)` (complex; real input is promoted).
+    - `B`: input matrix, shape `(n, m)`, complex.
+    - `C`: output matrix, shape `(p, n)`, complex.
+    - `D`: real feedthrough, shape `(p, m)`; `None` means zero.
+    - `F`, `G`: keyword-only quadratic readout factors, each of shape `(p, k, n)` (complex);
+        both `None` (default) for an LTI system.
+    - `dt`: keyword-only and required: `None` for continuous time, a positive number for
+        discrete time (it is required because deep-SSM layers are usually discrete and a
+        forgotten `dt` would silently mean continuous time).
+
+    [`to_dense`][jaxlqo.DiagonalLQOSystem.to_dense] gives the exact realified
+    [`jaxlqo.LQOSystem`][] with state `[Re x; Im x]`.
+    """
+
+    poles: Inexact[Array, " n"]
+    B: Inexact[Array, "n m"]
+    C: Inexact[Array, "p n"]
+    D: Real[Array, "p m"]
+    F: Optional[Inexact[Array, "p k n"]]
+    G: Optional[Inexact[Array, "p k n"]]
+    dt: Optional[float] = eqx.field(static=True)
+
+    def __init__(self, poles, B, C, D=None, *, F=None, G=None, dt):
+        caller = "DiagonalLQOSystem"
+        poles = as_inexact_array(poles, "poles", caller)
+        B = as_inexact_array(B, "B", caller)
+        C = as_inexact_array(C, "C", caller)
+        D = None if D is None else as_inexact_array(D, "D", caller)
+        if (F is None) != (G is None):
+            raise ValueError(f"{caller}: pass both `F` and `G` (the quadratic readout) or neither.")
+        F = None if F is None else as_inexact_array(F, "F", caller)
+        G = None if G is None else as_inexact_array(G, "G", caller)
+        check_shape(poles, (None,), "poles", caller, "(n,)")
+        n = poles.shape[0]
+        check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from poles")
+        m = B.shape[1]
+        check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from poles")
+        p = C.shape[0]
+        if D is not None:
+            check_shape(D, (p, m), "D", caller, f"(p, m) with p = {p} from C, m = {m} from B")
+            if jnp.iscomplexobj(D):
+                raise TypeError(f"{caller}: `D` must be real (the output is real); got {D.dtype}.")
+        if F is not None:
+            check_shape(F, (p, None, n), "F", caller, f"(p, k, n) with p = {p}, n = {n}")
+            check_shape(G, F.shape, "G", caller, "the shape of `F`")
+        dtype = common_inexact_dtype(poles, B, C, F, G, D)
+        cdtype = jnp.result_type(dtype, jnp.complex64)
+        rdtype = jnp.finfo(cdtype).dtype
+        self.poles = poles.astype(cdtype)
+        self.B = B.astype(cdtype)
+        self.C = C.astype(cdtype)
+        self.D = jnp.zeros((p, m), rdtype) if D is None else D.astype(rdtype)
+        self.F = None if F is None else F.astype(cdtype)
+        self.G = None if G is None else G.astype(cdtype)
+        self.dt = _check_dt(dt, caller)
+
+    @property
+    def n(self) -> int:
+        return self.poles.shape[-1]
+
+    @property
+    def m(self) -> int:
+        return self.B.shape[-1]
+
+    @property
+    def p(self) -> int:
+        return self.C.shape[-2]
+
+    @property
+    def is_lti(self) -> bool:
+        return self.F is None
+
+    def output(self, x: Array, u: Array) -> Array:
+        """`y = Re(C x) + D u + Σ_l Re(F_l x) Re(G_l x)` for one complex state `x` (n,)."""
+        y = jnp.real(self.C @ x) + self.D @ u.astype(self.D.dtype)
+        if self.F is not None:
+            y = y + jnp.sum(jnp.real(self.F @ x) * jnp.real(self.G @ x), axis=-1)
+        return y
+
+    def to_dense(self) -> LQOSystem:
+        """The realified dense system with state `[Re x; Im x]` (2n states), exactly.
+
+        With `x = a + i b` and `λ = α + i β`: `λx = (αa − βb) + i(βa + αb)`, and
+        `Re(c x) = Re(c) a − Im(c) b`, so a complex row `c` becomes the real row `[Re c, −Im c]`.
+        """
+        alpha, beta = jnp.real(self.poles), jnp.imag(self.poles)
+        A = jnp.block([[jnp.diag(alpha), -jnp.diag(beta)], [jnp.diag(beta), jnp.diag(alpha)]])
+        B = jnp.concatenate([jnp.real(self.B), jnp.imag(self.B)], axis=0)
+        C = _realify_rows(self.C)
+        M = None
+        if self.F is not None:
+            f, g = _realify_rows(self.F), _realify_rows(self.G)  # (p, k, 2n)
+            # Re(f x) Re(g x) = x̃ᵀ ½(f̃ g̃ᵀ + g̃ f̃ᵀ) x̃ with x̃ = [Re x; Im x].
+            M = 0.5 * (jnp.einsum("jli,jlk->jik", f, g) + jnp.einsum("jli,jlk->jik", g, f))
+        return LQOSystem(A, B, C, M, self.D, dt=self.dt)
+
+
+def _realify_rows(c: Array) -> Array:
+    """Map complex rows `c` (…, n) to real rows `[Re c, −Im c]` (…, 2n): `Re(c x) = c̃ x̃`."""
+    return jnp.concatenate([jnp.real(c), -jnp.imag(c)], axis=-1)
