@@ -14,6 +14,13 @@ from ._matrix_equations import (
     solve_discrete_sylvester as solve_discrete_sylvester,
     solve_sylvester as solve_sylvester,
 )
+from ._gramians import (
+    controllability_gramian as controllability_gramian,
+    hankel_singular_values as hankel_singular_values,
+    is_stable as is_stable,
+    observability_gramian as observability_gramian,
+)
+from ._norms import h2_error as h2_error, h2_norm as h2_norm
 from ._simulate import simulate as simulate
 from ._solution import RESULTS as RESULTS, Solution as Solution
 from ._systems import (

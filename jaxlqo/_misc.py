@@ -1,5 +1,6 @@
 """Small helpers shared by every layer: dtype promotion and input validation."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
@@ -32,8 +33,14 @@ def as_inexact_array(x, name: str, caller: str) -> Array:
 
 
 def common_inexact_dtype(*arrays):
-    """The dtype every array is cast to before they meet (explicit, so strict promotion passes)."""
-    return jnp.result_type(*[a.dtype for a in arrays if a is not None])
+    """The dtype every array is cast to before they meet (explicit, so strict promotion passes).
+
+    The common dtype is computed with JAX's standard promotion lattice even when the caller has
+    set `jax_numpy_dtype_promotion="strict"`: mixing e.g. real poles with a complex `B` is a
+    documented, deliberate promotion here, and every array is then cast to it explicitly.
+    """
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*[a.dtype for a in arrays if a is not None])
 
 
 def check_shape(x, expected: tuple, name: str, caller: str, meaning: str = "") -> None:

@@ -33,6 +33,12 @@ def simulate(sys: AbstractSystem, u: Inexact[Array, "L m"]) -> Array:
         )
     u = as_inexact_array(u, "u", "simulate")
     check_shape(u, (None, sys.m), "u", "simulate", f"(L, m) with m = {sys.m} inputs")
+    if jnp.iscomplexobj(u) and not jnp.iscomplexobj(sys.D):
+        # Casting would silently drop the imaginary part (the input of a real system is real).
+        raise TypeError(
+            f"simulate: `u` has complex dtype {u.dtype} but the system's input is real "
+            f"({sys.D.dtype}); pass `jnp.real(u)` if the imaginary part is meant to be dropped."
+        )
     # Everything is computed in the system's dtype (explicit casts: strict promotion safe).
     u = u.astype(sys.D.dtype)
     states = _states(sys, u)

@@ -9,6 +9,7 @@ import math
 from typing import Optional
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Real
 
@@ -209,7 +210,8 @@ class DiagonalLQOSystem(AbstractSystem):
             check_shape(F, (p, None, n), "F", caller, f"(p, k, n) with p = {p}, n = {n}")
             check_shape(G, F.shape, "G", caller, "the shape of `F`")
         dtype = common_inexact_dtype(poles, B, C, F, G, D)
-        cdtype = jnp.result_type(dtype, jnp.complex64)
+        with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
+            cdtype = jnp.result_type(dtype, jnp.complex64)
         rdtype = jnp.finfo(cdtype).dtype
         self.poles = poles.astype(cdtype)
         self.B = B.astype(cdtype)

@@ -95,7 +95,9 @@ def _result(operator, c, x, solver, state) -> RESULTS:
     else:
         scale = norm_a * norm_x + norm_x * norm_b + norm_c
     residual = jnp.linalg.norm(operator(x) - c)
-    solved = jnp.isfinite(x).all() & (residual <= 1000 * size * eps * scale)
+    # A finite residual is required: once ‖X‖ ≳ 1e154 the norms overflow and `inf <= inf` holds.
+    solved = jnp.isfinite(x).all() & jnp.isfinite(residual)
+    solved = solved & (residual <= 1000 * size * eps * scale)
     failure = getattr(RESULTS, solver.failure_code)
     result = RESULTS.where(solved, RESULTS.successful, failure)
     result = RESULTS.where(solver.separation_ok(state), result, RESULTS.singular_equation)

@@ -145,7 +145,8 @@ class _Triangularised(eqx.Module):
 def _triangularise(a: Array) -> _Triangularised:
     if a.ndim == 1:
         return _Triangularised(None, a, False)
-    cdtype = jnp.result_type(a.dtype, jnp.complex64)
+    with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
+        cdtype = jnp.result_type(a.dtype, jnp.complex64)
     t, u = jsl.schur(a.astype(cdtype), output="complex")
     return _Triangularised(u, t, False)
 
@@ -201,7 +202,8 @@ class BartelsStewart(AbstractSylvesterSolver):
         left, right, discrete = state
         if transpose:
             left, right = left.transpose(), right.transpose()
-        cdtype = jnp.result_type(c.dtype, left.triangular.dtype, right.triangular.dtype)
+        with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
+            cdtype = jnp.result_type(c.dtype, left.triangular.dtype, right.triangular.dtype)
         f = right.to_basis(left.to_basis(c.astype(cdtype), "left"), "right")
         r = _as_upper(left.triangular, left.lower)
         s = _as_upper(right.triangular, right.lower)

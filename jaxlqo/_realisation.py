@@ -1,0 +1,77 @@
+"""One internal form for every real-output system: complex state, Hermitian quadratic forms.
+
+Every norm and Gramian in jaxlqo is computed on a *realisation*
+
+    x_{k+1} = A x_k + B u_k,   y_j = (C x)_j + (D u)_j + x_kᴴ M_j x_k,   M_j = W_jᴴ S_j W_j,
+
+in which the output is real by construction. A real dense `LQOSystem` is its own realisation
+(`W_j = I`, `S_j = M_j`). A complex-diagonal system `y = Re(C x) + …` with poles `λ` becomes
+the diagonal system with poles `[λ; λ̄]` and state `x_c = [x; x̄] = T [Re x; Im x]`,
+`T = [[I, iI], [I, −iI]]`: then `Re(C x) = ½[C, C̄] x_c` and `Re(f x) Re(g x) = x_cᴴ ½(f_cᴴ g_c
++ g_cᴴ f_c) x_c` with `f_c = ½[f, f̄]`. This is an exact similarity transform of the realified
+system `[Re x; Im x]`, so every norm, Gramian eigenvalue and Hankel singular value agrees with
+`sys.to_dense()`, while the state matrix stays diagonal (closed-form solves).
+
+With this form, the h2 inner product of two systems is (METHOD.md §3-4)
+
+    ⟨Σ₁, Σ₂⟩ = Re tr(C₁ X C₂ᴴ) + Σ_j Re tr(S₁ⱼ Πⱼ S₂ⱼ Πⱼᴴ) (+ tr(D₁ D₂ᵀ) in discrete time),
+    X = Σ_k x₁ₖ x₂ₖᴴ (a Stein/Sylvester equation),  Πⱼ = W₁ⱼ X W₂ⱼᴴ.
+"""
+
+from typing import NamedTuple, Optional
+
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
+
+
+class Realisation(NamedTuple):
+    a: Array  # (n, n) dense, or (n,) diagonal
+    b: Array  # (n, m)
+    c: Array  # (p, n); C x is real for every reachable state
+    quad_rows: Optional[Array]  # (p, q, n) rows W_j, or None for W_j = I
+    quad_core: Optional[Array]  # (p, q, q) Hermitian S_j (dense: M); None for an LTI system
+    d: Array  # (p, m), real
+    discrete: bool
+    dt: Optional[float]
+
+    @property
+    def n(self) -> int:
+        return self.a.shape[0]
+
+
+def realise(sys: AbstractSystem, caller: str) -> Realisation:
+    if isinstance(sys, DiagonalLQOSystem):
+        poles = jnp.concatenate([sys.poles, jnp.conj(sys.poles)])
+        b = jnp.concatenate([sys.B, jnp.conj(sys.B)], axis=0)
+        c = _doubled_rows(sys.C)
+        rows = core = None
+        if sys.F is not None:
+            rows = jnp.concatenate([_doubled_rows(sys.F), _doubled_rows(sys.G)], axis=-2)
+            k = sys.F.shape[-2]
+            eye = jnp.eye(k, dtype=sys.poles.dtype)
+            zero = jnp.zeros_like(eye)
+            swap = 0.5 * jnp.block([[zero, eye], [eye, zero]])
+            core = jnp.broadcast_to(swap, (sys.p, 2 * k, 2 * k))
+        return Realisation(poles, b, c, rows, core, sys.D, sys.is_discrete, sys.dt)
+    if isinstance(sys, LQOSystem):
+        if jnp.iscomplexobj(sys.A):
+            raise TypeError(
+                f"{caller}: h2 norms and Gramians are defined here for real-output systems: a "
+                "real `LQOSystem` or a `DiagonalLQOSystem` (output Re(Cx)); got a complex "
+                f"`LQOSystem` ({sys.A.dtype})."
+            )
+        return Realisation(sys.A, sys.B, sys.C, None, sys.M, sys.D, sys.is_discrete, sys.dt)
+    raise TypeError(f"{caller}: expected a jaxlqo system; got {type(sys).__name__}.")
+
+
+def _doubled_rows(rows: Array) -> Array:
+    """Rows `r` acting as `Re(r x)` become `½[r, r̄]` acting on `[x; x̄]`."""
+    return 0.5 * jnp.concatenate([rows, jnp.conj(rows)], axis=-1)
+
+
+def doubling_transform(n: int, dtype) -> Array:
+    """`T` with `[x; x̄] = T [Re x; Im x]` for `n` complex states."""
+    eye = jnp.eye(n, dtype=dtype)
+    return jnp.block([[eye, 1j * eye], [eye, -1j * eye]]).astype(dtype)
