@@ -20,7 +20,11 @@ from ._gramians import (
     is_stable as is_stable,
     observability_gramian as observability_gramian,
 )
-from ._norms import h2_error as h2_error, h2_norm as h2_norm
+from ._norms import (
+    h2_error as h2_error,
+    h2_error_gradient as h2_error_gradient,
+    h2_norm as h2_norm,
+)
 from ._simulate import simulate as simulate
 from ._solution import RESULTS as RESULTS, Solution as Solution
 from ._systems import (

@@ -17,7 +17,7 @@ from ._gramians import (
 )
 from ._realisation import Realisation, realise
 from ._solution import RESULTS, Solution
-from ._systems import AbstractSystem
+from ._systems import AbstractSystem, LQOSystem
 
 
 def _quadratic_pairing(r1: Realisation, r2: Realisation, x: Array) -> Array:
@@ -157,3 +157,73 @@ def h2_error(fom: AbstractSystem, rom: AbstractSystem, *, horizon=None, throw: b
     """
     squared, result, stable = h2_error_squared(fom, rom, horizon=horizon)
     return _finish(_safe_sqrt(squared), result, stable, horizon, throw)
+
+
+def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
+    r"""The analytic gradient of $J = \|\Sigma - \hat\Sigma\|_{h_2}^2$ with respect to a dense rom.
+
+    Discrete time (METHOD.md §4), with `X = A X Âᵀ + B B̂ᵀ`, `P̂ = Â P̂ Âᵀ + B̂ B̂ᵀ` and
+
+    $$\tilde Q = \hat A^\top \tilde Q \hat A + \hat C^\top \hat C + 2\sum_j \hat M_j \hat P \hat M_j,
+      \qquad \tilde Y = A^H \tilde Y \hat A + C^H \hat C + 2 \sum_j M_j X \hat M_j,$$
+
+    $$\nabla_{\hat A} J = 2(\tilde Q \hat A \hat P - \operatorname{Re}\tilde Y^H A X),\;
+      \nabla_{\hat B} J = 2(\tilde Q \hat B - \operatorname{Re}\tilde Y^H B),\;
+      \nabla_{\hat C} J = 2(\hat C \hat P - \operatorname{Re} C X),\;
+      \nabla_{\hat M_j} J = 2(\hat P \hat M_j \hat P - \operatorname{Re} X^H M_j X),$$
+
+    and `∇_D̂ J = 2(D̂ − D)`. Continuous time uses the Lyapunov/Sylvester forms of the same
+    equations and `∇_Â J = 2(Q̃ P̂ − Re Ỹᴴ X)`. The `fom` may be dense or complex-diagonal
+    (through its realisation, `A`, `B`, `C`, `M` above are complex). Infinite horizon only; for
+    time-limited objectives differentiate [`jaxlqo.h2_error`][] with `jax.grad`, which is exact.
+
+    **Returns:** an [`jaxlqo.LQOSystem`][] whose fields hold the gradients.
+    """
+
+    caller = "h2_error_gradient"
+    if not isinstance(rom, LQOSystem) or jnp.iscomplexobj(rom.A):
+        raise TypeError(f"{caller}: `rom` must be a real dense LQOSystem; got {type(rom).__name__}.")
+    _check_pair(fom, rom, caller)
+    r1, r2 = realise(fom, caller), realise(rom, caller)
+    disc = r1.discrete
+    dtype = jnp.result_type(r1.b.dtype, r2.b.dtype)
+    a_hat, b_hat, c_hat, m_hat = rom.A, rom.B, rom.C, rom.M
+    x, res_x = solve_gramian_equation(r1.a, a_hat, r1.b @ b_hat.T.astype(r1.b.dtype), disc, None, same=False)
+    p_hat, res_p = solve_gramian_equation(a_hat, a_hat, b_hat @ b_hat.T, disc, None, same=True)
+
+    source_q = c_hat.T @ c_hat
+    source_y = r1.c.conj().T @ c_hat.astype(dtype)
+    grad_m = None
+    if m_hat is not None:
+        source_q = source_q + 2 * jnp.einsum("jab,bc,jcd->ad", m_hat, p_hat, m_hat)
+        if r1.quad_core is not None:
+            if r1.quad_rows is None:
+                mx = jnp.einsum("jab,bc->jac", r1.quad_core.astype(dtype), x)  # M_j X
+            else:
+                w, s = r1.quad_rows.astype(dtype), r1.quad_core.astype(dtype)
+                mx = jnp.einsum("jqa,jqr,jrb,bc->jac", jnp.conj(w), s, w, x)
+            source_y = source_y + 2 * jnp.einsum("jac,jcd->ad", mx, m_hat.astype(dtype))
+            x_m_x = jnp.real(jnp.einsum("ab,jac->jbc", jnp.conj(x), mx))  # Xᴴ M_j X
+        else:
+            x_m_x = jnp.zeros_like(m_hat)
+        grad_m = 2 * (jnp.einsum("ab,jbc,cd->jad", p_hat, m_hat, p_hat) - x_m_x)
+
+    # Q̃ solves the rom's observability-type equation; Ỹ the fom-rom one (transposed pair).
+    q_t, res_q = solve_gramian_equation(a_hat.T, a_hat.T, source_q, disc, None, same=True)
+    a1_h = r1.a.conj() if r1.a.ndim == 1 else r1.a.conj().T
+    y_t, res_y = solve_gramian_equation(a1_h, a_hat.T.astype(dtype), source_y, disc, None, same=False)
+
+    b1 = r1.b.astype(dtype)
+    if disc:
+        a1x = r1.a[:, None] * x if r1.a.ndim == 1 else r1.a @ x
+        grad_a = 2 * (q_t @ a_hat @ p_hat - jnp.real(y_t.conj().T @ a1x))
+    else:
+        grad_a = 2 * (q_t @ p_hat - jnp.real(y_t.conj().T @ x))
+    grad_b = 2 * (q_t @ b_hat - jnp.real(y_t.conj().T @ b1))
+    grad_c = 2 * (c_hat @ p_hat - jnp.real(r1.c.astype(dtype) @ x))
+    grad_d = 2 * (rom.D - r1.d.astype(rom.D.dtype)) if disc else jnp.zeros_like(rom.D)
+    result = first_failure(res_x, res_p, res_q, res_y)
+    stable = is_stable_matrix(r1.a, disc) & is_stable_matrix(a_hat, disc)
+    result = RESULTS.where(stable, result, RESULTS.unstable)
+    grads = LQOSystem(grad_a, grad_b, grad_c, grad_m, grad_d, dt=rom.dt)
+    return result.error_if(grads, result != RESULTS.successful)
