@@ -25,6 +25,10 @@ from ._norms import (
     h2_error_gradient as h2_error_gradient,
     h2_norm as h2_norm,
 )
+from ._reduction import (
+    balanced_truncation as balanced_truncation,
+    modal_truncation as modal_truncation,
+)
 from ._simulate import simulate as simulate
 from ._solution import RESULTS as RESULTS, Solution as Solution
 from ._systems import (

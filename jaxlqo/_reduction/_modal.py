@@ -1,0 +1,113 @@
+"""Modal (eigen-) forms: turning a real dense system into a complex-diagonal one, and modal truncation.
+
+A real system `x̂_{k+1} = Â x̂_k + B̂ u_k, y = Ĉ x̂ + …` with `Â = V diag(μ) V⁻¹` decomposes into
+modes `w_i = u_i x̂` (`u_i` the rows of `V⁻¹`). A conjugate pair `(μ, μ̄)` contributes
+`v w + v̄ w̄ = 2 Re(v w)` to `x̂`, so it is *one* complex state of a
+[`jaxlqo.DiagonalLQOSystem`][] (output `Re(c w)` with `c = 2 Ĉ v`); a real eigenvalue gives a
+complex state with a real pole whose output `Re(c w) = c w` (`v u` is a real projector).
+"""
+
+import jax.lax as lax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from .._systems import DiagonalLQOSystem, LQOSystem
+
+
+def mode_dominance(poles: Array, b: Array, c: Array, discrete: bool, quad_cols=None) -> Array:
+    """A mode's h2 contribution estimate `(‖c_i‖ + ‖quad_i‖) ‖b_i‖ / √(1 − |λ_i|²)` (or `√(2|Re λ_i|)`).
+
+    It is the h2 norm of the single mode `c_i b_i / (z − λ_i)`; modes of high dominance are kept.
+    """
+    out = jnp.linalg.norm(c, axis=0)
+    if quad_cols is not None:
+        out = out + quad_cols
+    if discrete:
+        decay = jnp.sqrt(jnp.clip(1 - jnp.abs(poles) ** 2, jnp.finfo(out.dtype).tiny))
+    else:
+        decay = jnp.sqrt(jnp.clip(-2 * jnp.real(poles), jnp.finfo(out.dtype).tiny))
+    return out * jnp.linalg.norm(b, axis=1) / decay
+
+
+def real_rows_to_complex(rows: Array, r: int) -> Array:
+    """A real row `q` on `[Re w; Im w]` as the complex row `f` with `Re(f w) = q [Re w; Im w]`."""
+    return rows[..., :r] - 1j * rows[..., r:]
+
+
+def quadratic_factors(m_real: Array, r: int):
+    """`F`, `G` (p, 2r, r) with `Σ_l Re(F_l w) Re(G_l w) = [Re w; Im w]ᵀ M [Re w; Im w]`.
+
+    From the eigendecomposition `M_j = Σ_l s_l q_l q_lᵀ` (exact, `k = 2r` terms per output).
+    """
+    s, q = jnp.linalg.eigh(m_real)  # (p, 2r), (p, 2r, 2r) with columns q_l
+    rows = jnp.swapaxes(q, -1, -2)  # (p, 2r, 2r): row l is q_l
+    f = real_rows_to_complex(rows, r)
+    return f, s[..., None] * f
+
+
+def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:
+    """The complex-diagonal form of a real dense system, keeping its `r` most dominant modes.
+
+    Exact (same transfer function up to rounding) when the system has at most `r` modes after
+    merging conjugate pairs; otherwise the least dominant modes are dropped. Uses
+    `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`).
+    """
+    a = sys.A
+    mu, v = jnp.linalg.eig(a)
+    u = jnp.linalg.inv(v)
+    scale = jnp.maximum(jnp.abs(mu), 1.0)
+    is_real = jnp.abs(jnp.imag(mu)) <= 1e3 * jnp.finfo(a.dtype).eps * scale
+    representative = is_real | (jnp.imag(mu) > 0)
+    factor = jnp.where(is_real, 1.0, 2.0)
+    cdtype = mu.dtype
+    b_modes = u @ sys.B.astype(cdtype)  # (n, m)
+    c_modes = (sys.C.astype(cdtype) @ v) * factor  # (p, n)
+    quad_cols = None
+    if sys.M is not None:
+        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(jnp.einsum("jab,bc->jac", sys.M.astype(cdtype), v)) ** 2, axis=(0, 1)))
+    score = mode_dominance(mu, b_modes, c_modes, sys.is_discrete, quad_cols)
+    score = jnp.where(representative, score, -jnp.inf)
+    k = min(r, a.shape[0])
+    _, idx = lax.top_k(score, k)
+    poles = mu[idx]
+    b = b_modes[idx]
+    c = c_modes[:, idx]
+    f = g = None
+    if sys.M is not None:
+        # x̂ = Σ_i f_i Re(v_i w_i) = S [Re w; Im w] with S = [f Re V, −f Im V].
+        vs = v[:, idx] * factor[idx]
+        s = jnp.concatenate([jnp.real(vs), -jnp.imag(vs)], axis=1)  # (n, 2k)
+        m_w = jnp.einsum("ab,jac,cd->jbd", s, sys.M, s)
+        f, g = quadratic_factors(0.5 * (m_w + jnp.swapaxes(m_w, -1, -2)), k)
+    return DiagonalLQOSystem(poles, b, c, sys.D, F=f, G=g, dt=sys.dt)
+
+
+def modal_truncation(sys, r: int) -> DiagonalLQOSystem:
+    r"""Keep the `r` most dominant modes (poles) of a system.
+
+    Dominance of mode `i` is the h2 norm of its first-order term,
+    $(\|c_i\| + \|\text{quadratic readout}_i\|)\,\|b_i\| / \sqrt{1-|\lambda_i|^2}$
+    (continuous: $\sqrt{2|\mathrm{Re}\,\lambda_i|}$). A [`jaxlqo.DiagonalLQOSystem`][] keeps
+    `r` of its complex states. A real dense system is first brought to modal form
+    (`jnp.linalg.eig`); a conjugate pair is one complex state, so the result is a
+    `DiagonalLQOSystem` with `r` complex states (real McMillan degree ≤ 2r).
+
+    **Arguments:**
+
+    - `sys`: a [`jaxlqo.DiagonalLQOSystem`][] or a real [`jaxlqo.LQOSystem`][].
+    - `r`: the number of (complex) states to keep.
+    """
+    if not isinstance(r, int) or r < 1:
+        raise ValueError(f"modal_truncation: `r` must be a positive int; got {r!r}.")
+    if isinstance(sys, LQOSystem):
+        return diagonalise(sys, r)
+    if r > sys.n:
+        raise ValueError(f"modal_truncation: `r` = {r} exceeds the order n = {sys.n}.")
+    quad_cols = None
+    if sys.F is not None:
+        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(sys.F) ** 2 + jnp.abs(sys.G) ** 2, axis=(0, 1)))
+    score = mode_dominance(sys.poles, sys.B, sys.C, sys.is_discrete, quad_cols)
+    _, idx = lax.top_k(score, r)
+    f = None if sys.F is None else sys.F[..., idx]
+    g = None if sys.G is None else sys.G[..., idx]
+    return DiagonalLQOSystem(sys.poles[idx], sys.B[idx], sys.C[:, idx], sys.D, F=f, G=g, dt=sys.dt)
