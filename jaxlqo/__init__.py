@@ -28,6 +28,8 @@ from ._norms import (
 from ._reduction import (
     balanced_truncation as balanced_truncation,
     modal_truncation as modal_truncation,
+    reduce as reduce,
+    tlh2 as tlh2,
 )
 from ._simulate import simulate as simulate
 from ._solution import RESULTS as RESULTS, Solution as Solution

@@ -28,6 +28,8 @@ import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool
 
 from ._matrix_equations import (
+    AbstractSylvesterSolver,
+    AutoSolver,
     solve_continuous_lyapunov,
     solve_discrete_lyapunov,
     solve_discrete_sylvester,
@@ -83,7 +85,14 @@ def _sandwich(phi1: Array, x: Array, phi2: Array) -> Array:
 
 
 def solve_gramian_equation(
-    a1: Array, a2: Array, rhs: Array, discrete: bool, horizon, *, same: bool
+    a1: Array,
+    a2: Array,
+    rhs: Array,
+    discrete: bool,
+    horizon,
+    *,
+    same: bool,
+    solver: AbstractSylvesterSolver = AutoSolver(),
 ) -> tuple[Array, RESULTS]:
     """`X = A₁ X A₂ᴴ + R` (discrete) or `A₁ X + X A₂ᴴ + R = 0` (continuous), time-limited if asked.
 
@@ -91,10 +100,10 @@ def solve_gramian_equation(
     """
     if same:
         solve = solve_discrete_lyapunov if discrete else solve_continuous_lyapunov
-        sol = solve(a1, rhs if discrete else -rhs, throw=False)
+        sol = solve(a1, rhs if discrete else -rhs, solver=solver, throw=False)
     else:
         solve = solve_discrete_sylvester if discrete else solve_sylvester
-        sol = solve(a1, adjoint(a2), rhs if discrete else -rhs, throw=False)
+        sol = solve(a1, adjoint(a2), rhs if discrete else -rhs, solver=solver, throw=False)
     x = sol.value
     if horizon is not None:
         x = x - _sandwich(propagator(a1, discrete, horizon), x, propagator(a2, discrete, horizon))

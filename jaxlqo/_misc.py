@@ -57,3 +57,14 @@ def check_shape(x, expected: tuple, name: str, caller: str, meaning: str = "") -
         raise ValueError(
             f"{caller}: argument `{name}` must have shape {pretty}{extra}; got shape {x.shape}."
         )
+
+
+def promoted_dtype(*dtypes):
+    """The common dtype of `dtypes` under JAX's standard lattice (a deliberate promotion)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*dtypes)
+
+
+def complex_dtype(dtype):
+    """The complex counterpart of a real dtype (a complex dtype is returned as is)."""
+    return promoted_dtype(dtype, jnp.complex64)

@@ -15,6 +15,7 @@ from ._gramians import (
     realisation_gramians,
     solve_gramian_equation,
 )
+from ._misc import common_inexact_dtype
 from ._realisation import Realisation, realise
 from ._solution import RESULTS, Solution
 from ._systems import AbstractSystem, LQOSystem
@@ -55,10 +56,12 @@ def _safe_sqrt(x: Array) -> Array:
     # Double-where: sqrt has an infinite derivative at 0, which would poison the gradient of a
     # zero error (or norm) with NaN. Its subgradient 0 is used there instead.
     positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+    # NaN (from non-finite input) must propagate, not read as a zero norm.
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), jnp.where(jnp.isnan(x), x, 0.0))
 
 
 def _finish(value, result, stable, horizon, throw):
+    result = RESULTS.where((result == RESULTS.successful) & jnp.isnan(value), RESULTS.nonfinite_input, result)
     if horizon is None:
         result = RESULTS.where(stable, result, RESULTS.unstable)
         value = jnp.where(stable, value, jnp.inf)
@@ -118,7 +121,7 @@ def h2_error_squared(fom, rom, *, horizon=None):
     _check_pair(fom, rom, caller)
     horizon = check_horizon(horizon, fom.is_discrete, caller)
     r1, r2 = realise(fom, caller), realise(rom, caller)
-    dtype = jnp.result_type(r1.b.dtype, r2.b.dtype)
+    dtype = common_inexact_dtype(r1.b, r2.b)
     terms, results = [], []
     # All three terms go through the same (Sylvester) path, so that for identical systems they
     # are computed identically and cancel exactly: the error of a system to itself is 0.
@@ -186,7 +189,7 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
     _check_pair(fom, rom, caller)
     r1, r2 = realise(fom, caller), realise(rom, caller)
     disc = r1.discrete
-    dtype = jnp.result_type(r1.b.dtype, r2.b.dtype)
+    dtype = common_inexact_dtype(r1.b, r2.b)
     a_hat, b_hat, c_hat, m_hat = rom.A, rom.B, rom.C, rom.M
     x, res_x = solve_gramian_equation(r1.a, a_hat, r1.b @ b_hat.T.astype(r1.b.dtype), disc, None, same=False)
     p_hat, res_p = solve_gramian_equation(a_hat, a_hat, b_hat @ b_hat.T, disc, None, same=True)

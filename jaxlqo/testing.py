@@ -22,7 +22,7 @@ its complex counterpart for complex arrays. Nothing here changes JAX's configura
 """
 
 import math
-from typing import Any, Optional, Union
+from typing import Any
 
 import hypothesis.strategies as st
 import jax
@@ -33,8 +33,8 @@ from jaxtyping import Array
 from ._misc import default_float_dtype
 from ._systems import DiagonalLQOSystem, LQOSystem
 
-IntOrStrategy = Union[int, st.SearchStrategy[int]]
-BoolOrStrategy = Union[bool, st.SearchStrategy[bool]]
+IntOrStrategy = int | st.SearchStrategy[int]
+BoolOrStrategy = bool | st.SearchStrategy[bool]
 
 _SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -259,7 +259,8 @@ def poles(
 ) -> st.SearchStrategy[Array]:
     r"""A stable set of `n` poles.
 
-    Discrete time: every pole has $\min\_radius \le |\lambda| \le \max\_radius < 1$.
+    Discrete time: every pole has $\min\_radius \le |\lambda| \le \max\_radius < 1$ (up to
+    one rounding of `r·e^{iθ}`).
     Continuous time: every pole has $-\max\_decay \le \operatorname{Re}\lambda \le -\min\_decay < 0$
     and $|\operatorname{Im}\lambda| \le \max\_frequency$.
 
@@ -402,6 +403,16 @@ _DEFAULT_M = st.integers(1, 3)
 _DEFAULT_P = st.integers(1, 3)
 
 
+def _fixed_poles(draw, poles_, caller: str) -> np.ndarray:
+    lam = np.asarray(_resolve(draw, poles_))
+    if lam.ndim != 1 or lam.size == 0:
+        raise ValueError(
+            f"jaxlqo.testing.{caller}: `poles` must have shape (n,) with n >= 1; got shape "
+            f"{lam.shape}."
+        )
+    return lam.astype(np.complex128 if np.iscomplexobj(lam) else np.float64)
+
+
 @st.composite
 def _draw_lqo_system(
     draw, n, m, p, poles_, discrete, lti, feedthrough, complex_poles, cond, scale, dt, dtype, region
@@ -413,13 +424,7 @@ def _draw_lqo_system(
         n = _size(draw, n, "n", "lqo_systems")
         lam = draw(_draw_poles(n, discrete, complex_poles, True, **region))
     else:
-        lam = np.asarray(_resolve(draw, poles_))
-        if lam.ndim != 1 or lam.size == 0:
-            raise ValueError(
-                f"jaxlqo.testing.lqo_systems: `poles` must have shape (n,) with n >= 1; got shape "
-                f"{lam.shape}."
-            )
-        lam = lam.astype(np.complex128 if np.iscomplexobj(lam) else np.float64)
+        lam = _fixed_poles(draw, poles_, "lqo_systems")
         n = lam.size
     m = _size(draw, m, "m", "lqo_systems")
     p = _size(draw, p, "p", "lqo_systems")
@@ -451,7 +456,7 @@ def lqo_systems(
     discrete: BoolOrStrategy = True,
     lti: BoolOrStrategy = False,
     feedthrough: BoolOrStrategy = False,
-    poles: Optional[Union[Array, np.ndarray, st.SearchStrategy]] = None,
+    poles: Array | np.ndarray | st.SearchStrategy | None = None,
     complex_poles: bool = True,
     cond: float = 4.0,
     scale: float = 1.0,
@@ -484,7 +489,8 @@ def lqo_systems(
     - `feedthrough`: if `True` draw `D`, else `D = 0` (default: continuous-time h2 norms are
         only finite without feedthrough); or a strategy.
     - `poles`: fixed poles (an array closed under conjugation, or a strategy drawing one, e.g.
-        [`jaxlqo.testing.poles`][]). Overrides `n` and the pole-region arguments.
+        [`jaxlqo.testing.poles`][]). Overrides `n` and the pole-region arguments; they are used
+        as given, so stability is the caller's choice.
     - `complex_poles`: whether `A` may have complex-conjugate pole pairs (default `True`).
     - `cond`: the bound on the condition number of the eigenbasis of `A`.
     - `scale`: the standard deviation of the entries of `B`, `C`, `D` and the scale of `M`.
@@ -543,15 +549,19 @@ def lqo_systems(
 
 @st.composite
 def _draw_diagonal_system(
-    draw, n, m, p, rank, discrete, lti, feedthrough, scale, dt, rdtype, region
+    draw, n, m, p, rank, poles_, discrete, lti, feedthrough, scale, dt, rdtype, region
 ):
     discrete = bool(_resolve(draw, discrete))
     lti = bool(_resolve(draw, lti))
     feedthrough = bool(_resolve(draw, feedthrough))
-    n = _size(draw, n, "n", "diagonal_systems")
+    if poles_ is None:
+        n = _size(draw, n, "n", "diagonal_systems")
+        lam = draw(_draw_poles(n, discrete, True, False, **region))
+    else:
+        lam = _fixed_poles(draw, poles_, "diagonal_systems")
+        n = lam.size
     m = _size(draw, m, "m", "diagonal_systems")
     p = _size(draw, p, "p", "diagonal_systems")
-    lam = draw(_draw_poles(n, discrete, True, False, **region))
     rng = np.random.default_rng(draw(_SEEDS))
     B = scale * _complex_normal(rng, (n, m))
     C = scale * _complex_normal(rng, (p, n))
@@ -584,6 +594,7 @@ def diagonal_systems(
     discrete: BoolOrStrategy = True,
     lti: BoolOrStrategy = False,
     feedthrough: BoolOrStrategy = True,
+    poles: Array | np.ndarray | st.SearchStrategy | None = None,
     scale: float = 1.0,
     max_radius: float = 0.9,
     min_radius: float = 0.0,
@@ -612,6 +623,9 @@ def diagonal_systems(
     - `discrete`: `True` (default) for discrete time with `dt`, `False` for continuous time.
     - `lti`: if `True`, `F = G = None`.
     - `feedthrough`: draw `D` (default) or leave it zero.
+    - `poles`: fixed poles `λ` (any complex array of shape `(n,)`, or a strategy drawing one,
+        e.g. `poles(8, discrete=True, self_conjugate=False)`). Overrides `n` and the pole-region
+        arguments; they are used as given, so stability is the caller's choice.
     - `scale`, `max_radius`, `min_radius`, `min_decay`, `max_decay`, `max_frequency`, `dt`:
         as in [`jaxlqo.testing.lqo_systems`][].
     - `dtype`: the real dtype (default: JAX's default float dtype); complex arrays use its
@@ -645,7 +659,7 @@ def diagonal_systems(
         )
     rdtype = _real_dtype(dtype, "diagonal_systems")
     return _draw_diagonal_system(
-        n, m, p, rank, discrete, lti, feedthrough, scale, float(dt), rdtype, region
+        n, m, p, rank, poles, discrete, lti, feedthrough, scale, float(dt), rdtype, region
     )
 
 

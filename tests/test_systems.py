@@ -162,7 +162,7 @@ def test_integer_inputs_match_float_inputs(int_dtype, rng):
     }
     as_int = lqo.LQOSystem(*(ints[k] for k in "ABCMD"), dt=1.0)
     as_float = lqo.LQOSystem(*(ints[k].astype(np.float64) for k in "ABCMD"), dt=1.0)
-    for a, b in zip(jax.tree.leaves(as_int), jax.tree.leaves(as_float)):
+    for a, b in zip(jax.tree.leaves(as_int), jax.tree.leaves(as_float), strict=True):
         assert a.dtype == b.dtype == jnp.float64
         np.testing.assert_array_equal(a, b)
     u = rng.integers(0, hi, size=(6, 2)).astype(int_dtype)
@@ -171,7 +171,10 @@ def test_integer_inputs_match_float_inputs(int_dtype, rng):
 
 def test_integer_diagonal_inputs_are_promoted():
     sys = lqo.DiagonalLQOSystem(
-        np.array([0, 1]), np.ones((2, 1), np.uint16), np.ones((1, 2), np.int32), np.ones((1, 1), int),
+        np.array([0, 1]),
+        np.ones((2, 1), np.uint16),
+        np.ones((1, 2), np.int32),
+        np.ones((1, 1), int),
         dt=1.0,
     )
     assert sys.poles.dtype == sys.B.dtype == sys.C.dtype == jnp.complex128
@@ -317,8 +320,12 @@ _to_dense = eqx.filter_jit(lambda sys: sys.to_dense())
 
 @hypothesis.given(
     T.diagonal_systems(
-        n=st.integers(1, 5), m=st.integers(1, 2), p=st.integers(1, 3), rank=st.integers(1, 3),
-        lti=st.booleans(), discrete=st.booleans(),
+        n=st.integers(1, 5),
+        m=st.integers(1, 2),
+        p=st.integers(1, 3),
+        rank=st.integers(1, 3),
+        lti=st.booleans(),
+        discrete=st.booleans(),
     )
 )
 def test_to_dense_structure(sys):
@@ -330,9 +337,10 @@ def test_to_dense_structure(sys):
     assert all(x.dtype == jnp.float64 for x in jax.tree.leaves(dense))
     assert dense.is_lti == sys.is_lti
     # The spectrum of the realification is λ ∪ λ̄.
-    expected = np.sort_complex(np.concatenate([sys.poles, jnp.conj(sys.poles)]))
-    computed = np.sort_complex(np.linalg.eigvals(np.asarray(dense.A)))
-    np.testing.assert_allclose(computed, expected, atol=1e-12)
+    expected = list(np.concatenate([sys.poles, np.conj(sys.poles)]))
+    for lam in np.linalg.eigvals(np.asarray(dense.A)):  # greedy nearest matching
+        i = int(np.argmin(np.abs(np.asarray(expected) - lam)))
+        assert abs(expected.pop(i) - lam) <= 1e-12
 
 
 @jax.jit

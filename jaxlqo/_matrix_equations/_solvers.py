@@ -188,12 +188,23 @@ class BartelsStewart(AbstractSylvesterSolver):
     `O(n³ + m³)` for the Schur forms and `O(nm(n + m))` per right-hand side. A diagonal
     (1-D) side needs no Schur form. CPU only (JAX has no GPU `schur`).
 
+    **Arguments:**
+
+    - `left_upper_triangular`: promise that `A` is already upper triangular (a Schur form
+        computed once by the caller, e.g. inside an optimisation loop), so its Schur
+        decomposition is skipped. Not checked.
+
     References: R. H. Bartels, G. W. Stewart, "Solution of the matrix equation AX + XB = C",
     Comm. ACM 15 (1972).
     """
 
+    left_upper_triangular: bool = eqx.field(static=True, default=False)
+
     def init(self, operator, adjoint_pair):
-        left = _triangularise(operator.a)
+        if self.left_upper_triangular and operator.a.ndim == 2:
+            left = _Triangularised(None, operator.a, False)
+        else:
+            left = _triangularise(operator.a)
         # A Lyapunov/Stein equation has B = Aᴴ = U Tᴴ Uᴴ: one Schur form serves both sides.
         right = left.adjoint() if adjoint_pair else _triangularise(operator.b)
         return left, right, operator.discrete
@@ -205,8 +216,8 @@ class BartelsStewart(AbstractSylvesterSolver):
         with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
             cdtype = jnp.result_type(c.dtype, left.triangular.dtype, right.triangular.dtype)
         f = right.to_basis(left.to_basis(c.astype(cdtype), "left"), "right")
-        r = _as_upper(left.triangular, left.lower)
-        s = _as_upper(right.triangular, right.lower)
+        r = _as_upper(left.triangular, left.lower).astype(cdtype)  # a 1-D side may be real
+        s = _as_upper(right.triangular, right.lower).astype(cdtype)
         if left.lower:
             f = f[::-1, :]
         if right.lower:

@@ -45,12 +45,15 @@ def quadratic_factors(m_real: Array, r: int):
     return f, s[..., None] * f
 
 
-def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:
-    """The complex-diagonal form of a real dense system, keeping its `r` most dominant modes.
+def modal_form(sys: LQOSystem, r: int):
+    """The complex-diagonal form of a real dense system on `r` slots, with its structure.
 
-    Exact (same transfer function up to rounding) when the system has at most `r` modes after
-    merging conjugate pairs; otherwise the least dominant modes are dropped. Uses
-    `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`).
+    Returns `(diag, is_pair, alive)`: `diag` keeps the `r` most dominant modes (a conjugate
+    pair is one slot); `is_pair[i]` says slot `i` holds a conjugate pair (else a real mode,
+    whose `b` is made real by a phase change so that `Im w ≡ 0`); `alive[i]` is false for
+    slots left over when the system has fewer than `r` modes (their `b`, `c` are zero).
+    Exact (same transfer function up to rounding) when all modes fit in `r` slots.
+    Uses `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`).
     """
     a = sys.A
     mu, v = jnp.linalg.eig(a)
@@ -61,25 +64,40 @@ def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:
     factor = jnp.where(is_real, 1.0, 2.0)
     cdtype = mu.dtype
     b_modes = u @ sys.B.astype(cdtype)  # (n, m)
+    # A real mode's eigenvector is real up to a phase e^{iφ} (and its u-row up to e^{-iφ}):
+    # undo it, so that b is real and the mode never excites Im w.
+    lead = jnp.take_along_axis(b_modes, jnp.argmax(jnp.abs(b_modes), axis=1)[:, None], axis=1)[:, 0]
+    phase = jnp.where(is_real & (lead != 0), jnp.conj(lead) / jnp.where(lead != 0, jnp.abs(lead), 1), 1)
+    b_modes = jnp.where(is_real[:, None], jnp.real(b_modes * phase[:, None]), b_modes * phase[:, None])
+    v = v / phase[None, :]
+    mu = jnp.where(is_real, jnp.real(mu), mu)
     c_modes = (sys.C.astype(cdtype) @ v) * factor  # (p, n)
     quad_cols = None
     if sys.M is not None:
-        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(jnp.einsum("jab,bc->jac", sys.M.astype(cdtype), v)) ** 2, axis=(0, 1)))
+        mv = jnp.einsum("jab,bc->jac", sys.M.astype(cdtype), v)
+        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(mv) ** 2, axis=(0, 1)))
     score = mode_dominance(mu, b_modes, c_modes, sys.is_discrete, quad_cols)
     score = jnp.where(representative, score, -jnp.inf)
     k = min(r, a.shape[0])
     _, idx = lax.top_k(score, k)
+    alive = representative[idx]
     poles = mu[idx]
-    b = b_modes[idx]
-    c = c_modes[:, idx]
+    b = b_modes[idx] * alive[:, None]
+    c = c_modes[:, idx] * alive[None, :]
     f = g = None
     if sys.M is not None:
         # x̂ = Σ_i f_i Re(v_i w_i) = S [Re w; Im w] with S = [f Re V, −f Im V].
-        vs = v[:, idx] * factor[idx]
+        vs = v[:, idx] * (factor[idx] * alive)[None, :]
         s = jnp.concatenate([jnp.real(vs), -jnp.imag(vs)], axis=1)  # (n, 2k)
         m_w = jnp.einsum("ab,jac,cd->jbd", s, sys.M, s)
         f, g = quadratic_factors(0.5 * (m_w + jnp.swapaxes(m_w, -1, -2)), k)
-    return DiagonalLQOSystem(poles, b, c, sys.D, F=f, G=g, dt=sys.dt)
+    diag = DiagonalLQOSystem(poles, b, c, sys.D, F=f, G=g, dt=sys.dt)
+    return diag, ~is_real[idx] & alive, alive
+
+
+def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:
+    """The complex-diagonal form of a real dense system on `r` slots (see `modal_form`)."""
+    return modal_form(sys, r)[0]
 
 
 def modal_truncation(sys, r: int) -> DiagonalLQOSystem:

@@ -1,0 +1,336 @@
+"""Gradient-based h2-optimal model reduction (infinite or time-limited), with stable iterates.
+
+Objective: `J(Σ̂) = ‖Σ − Σ̂‖²_h2` (with `horizon`: the time-limited error), minimised over the
+reduced poles, input, output and quadratic-readout matrices by L-BFGS with a zoom line search
+(optax). The reduced system is held in modal form, so stability is built in:
+
+    discrete:    μ = exp(−exp(ν) + iθ)   (|μ| < 1 for every real ν, θ)
+    continuous:  μ = −exp(ν) + iθ        (Re μ < 0)
+
+A time-limited objective does not penalise unstable poles, so without this parameterisation
+the optimiser can drift to an unstable model: [`jaxlqo.tlh2`][] (the literature's TLH2, over
+unconstrained dense matrices) is kept as a baseline to show it.
+"""
+
+from typing import Optional
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import optax
+from jaxtyping import Array
+
+from .._gramians import check_horizon, is_stable_matrix, solve_gramian_equation
+from .._matrix_equations import BartelsStewart
+from .._misc import complex_dtype
+from .._norms import _check_pair, _feedthrough_term, h2_error_squared, h2_inner_product
+from .._realisation import Realisation, realise
+from .._solution import RESULTS, Solution
+from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
+from ._balanced import _project, balanced_truncation
+from ._modal import modal_form
+
+
+class ModalParameters(eqx.Module):
+    """Real, unconstrained parameters of a stable complex-diagonal reduced system.
+
+    `is_pair` (constant) marks slots holding a complex mode; a real-mode slot (dense real
+    models) keeps `θ = 0` and a real `b`, so it stays one real state.
+    """
+
+    log_decay: Array  # ν (r,)
+    angle: Array  # θ (r,)
+    b: Array  # (2, r, m): real and imaginary parts
+    c: Array  # (2, p, r)
+    f: Optional[Array]  # (2, p, k, r)
+    g: Optional[Array]
+    is_pair: Array = eqx.field(static=False)
+
+    def poles(self, discrete: bool) -> Array:
+        angle = self.angle * self.is_pair
+        if discrete:
+            return jnp.exp(-jnp.exp(self.log_decay) + 1j * angle)
+        return -jnp.exp(self.log_decay) + 1j * angle
+
+    def system(self, d: Array, dt) -> DiagonalLQOSystem:
+        pair = self.is_pair.astype(self.b.dtype)
+        b = self.b[0] + 1j * self.b[1] * pair[:, None]
+        c = self.c[0] + 1j * self.c[1]
+        f = None if self.f is None else self.f[0] + 1j * self.f[1]
+        g = None if self.g is None else self.g[0] + 1j * self.g[1]
+        return DiagonalLQOSystem(self.poles(dt is not None), b, c, d, F=f, G=g, dt=dt)
+
+
+def _split(z: Array) -> Array:
+    return jnp.stack([jnp.real(z), jnp.imag(z)])
+
+
+def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
+    """Invert the pole map: `ν = log(−log|μ|)`, `θ = arg μ` (discrete) or `ν = log(−Re μ)`."""
+    mu = rom.poles
+    if rom.is_discrete:
+        decay = -jnp.log(jnp.abs(mu))
+        angle = jnp.angle(mu)
+    else:
+        decay = -jnp.real(mu)
+        angle = jnp.imag(mu)
+    tiny = jnp.finfo(decay.dtype).tiny
+    f = None if rom.F is None else _split(rom.F)
+    g = None if rom.G is None else _split(rom.G)
+    return ModalParameters(
+        jnp.log(jnp.maximum(decay, tiny)), angle, _split(rom.B), _split(rom.C), f, g, is_pair
+    )
+
+
+def _initial(fom, r: int, horizon, init) -> tuple[DiagonalLQOSystem, Array]:
+    if init is None:
+        init, _ = balanced_truncation(fom, r, horizon=horizon)
+    if isinstance(init, LQOSystem):
+        diag, is_pair, _ = modal_form(init, init.n)
+        return diag, is_pair.astype(diag.B.real.dtype)
+    if isinstance(init, DiagonalLQOSystem):
+        return init, jnp.ones(init.n, init.B.real.dtype)
+    raise TypeError(f"reduce: `init` must be None or a jaxlqo system; got {type(init).__name__}.")
+
+
+def _weighted(r: Realisation, factor: Optional[Array]) -> Realisation:
+    return r if factor is None else r._replace(b=r.b @ factor.astype(r.b.dtype))
+
+
+def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart]:
+    """A dense fom in complex Schur coordinates, factorised once for the whole optimisation.
+
+    `A = U T Uᴴ`: the state `Uᴴ x` has the triangular `T`, so each cross-Gramian solve with the
+    (diagonal) reduced model is `r` triangular solves, `O(n² r)`, with no Schur form per step.
+    On backends without `schur` the fom is left as it is.
+    """
+    if r.a.ndim == 1 or jax.default_backend() != "cpu":
+        return r, None
+    t, u = jsl.schur(r.a.astype(complex_dtype(r.a.dtype)), output="complex")
+    core = r.quad_core
+    if core is not None:
+        core = jnp.einsum("ab,jbc,cd->jad", u.conj().T, core.astype(u.dtype), u)
+    realisation = Realisation(t, u.conj().T @ r.b, r.c @ u, None, core, r.d, r.discrete, r.dt)
+    return realisation, BartelsStewart(left_upper_triangular=True)
+
+
+def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt):
+    """`J(params) = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²` with the constant `⟨Σ,Σ⟩` computed once."""
+    rhs = fom_r.b @ fom_r.b.conj().T
+    p, _ = solve_gramian_equation(fom_r.a, fom_r.a, rhs, fom_r.discrete, horizon, same=False)
+    fom_norm = h2_inner_product(fom_r, fom_r, p)
+
+    def objective(params: ModalParameters) -> Array:
+        rom_r = _weighted(realise(params.system(d, dt), "reduce"), weight_factor)
+        x, _ = solve_gramian_equation(
+            fom_r.a, rom_r.a, fom_r.b @ rom_r.b.conj().T.astype(fom_r.b.dtype), fom_r.discrete,
+            horizon, same=False, **({} if solver is None else {"solver": solver})
+        )
+        p_hat, _ = solve_gramian_equation(
+            rom_r.a, rom_r.a, rom_r.b @ rom_r.b.conj().T, rom_r.discrete, horizon, same=False
+        )
+        value = fom_norm + h2_inner_product(rom_r, rom_r, p_hat) - 2 * h2_inner_product(fom_r, rom_r, x)
+        return jnp.maximum(value, 0.0) + _feedthrough_term(fom_r.d - d, fom_r.discrete)
+
+    return objective
+
+
+def _minimise(objective, params, max_steps: int, tol: float):
+    """L-BFGS (optax, zoom line search) until `‖∇J‖ ≤ tol ‖∇J₀‖`, keeping the best iterate."""
+    optimiser = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
+    value0, grad0 = jax.value_and_grad(objective)(params)
+    gnorm0 = optax.tree.norm(grad0)
+    history = jnp.full(max_steps + 1, jnp.nan, value0.dtype).at[0].set(value0)
+    state = optimiser.init(params)
+
+    def cond(carry):
+        step, _, _, _, _, gnorm, _ = carry
+        return (step < max_steps) & (gnorm > tol * gnorm0) & jnp.isfinite(gnorm)
+
+    def body(carry):
+        step, params, state, best, best_value, _, history = carry
+        value, grad = value_and_grad(params, state=state)
+        better = value < best_value
+        best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, best)
+        best_value = jnp.where(better, value, best_value)
+        updates, state = optimiser.update(
+            grad, state, params, value=value, grad=grad, value_fn=objective
+        )
+        params = optax.apply_updates(params, updates)
+        history = history.at[step].set(value)
+        return step + 1, params, state, best, best_value, optax.tree.norm(grad), history
+
+    carry = (0, params, state, params, value0, gnorm0, history)
+    steps, params, _, best, best_value, _, history = lax.while_loop(cond, body, carry)
+    value, grad = jax.value_and_grad(objective)(params)
+    better = value < best_value
+    best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, best)
+    best_value = jnp.where(better, value, best_value)
+    best_grad = jax.grad(objective)(best)
+    history = history.at[steps].set(value)
+    gnorm = optax.tree.norm(best_grad)
+    converged = gnorm <= tol * gnorm0
+    stats = {
+        "objective_history": history,
+        "initial_objective": value0,
+        "objective": best_value,
+        "grad_norm": gnorm,
+        "initial_grad_norm": gnorm0,
+        "steps": steps,
+    }
+    return best, converged, stats
+
+
+def _weight_factor(weight, m: int):
+    if weight is None:
+        return None
+    weight = jnp.asarray(weight)
+    if weight.shape != (m, m):
+        raise ValueError(f"reduce: `weight` must be an (m, m) = ({m}, {m}) matrix; got {weight.shape}.")
+    from .._gramians import psd_sqrt_factor
+
+    return jnp.real(psd_sqrt_factor(weight))
+
+
+def reduce(
+    fom: AbstractSystem,
+    r: int,
+    *,
+    horizon=None,
+    init: Optional[AbstractSystem] = None,
+    weight=None,
+    max_steps: int = 200,
+    tol: float = 1e-6,
+) -> Solution:
+    r"""h2-optimal (or time-limited h2-optimal) reduction with a stable reduced model.
+
+    Minimises $J = \|\Sigma - \hat\Sigma\|_{h_2}^2$ (over lags `< horizon` when it is set) over
+    the reduced poles, `B̂`, `Ĉ` and quadratic readout (`D̂ = D` is kept) with L-BFGS and a zoom
+    line search (optax). The reduced model is held in modal form with stable pole maps
+    (`μ = exp(−exp(ν) + iθ)` in discrete time, `μ = −exp(ν) + iθ` in continuous time), so
+    every iterate is stable. The returned model is the best iterate seen, so its error is never
+    larger than the initial one.
+
+    **Arguments:**
+
+    - `fom`: a real [`jaxlqo.LQOSystem`][] or a [`jaxlqo.DiagonalLQOSystem`][].
+    - `r`: reduced order: real order for a dense `fom`, complex states for a diagonal one.
+    - `horizon`: keyword-only; `None` or the time limit (see [`jaxlqo.h2_norm`][]).
+    - `init`: keyword-only; the starting model. `None` (default): balanced truncation in the
+        same horizon. A dense init is brought to modal form (its real modes stay real).
+    - `weight`: keyword-only; an `(m, m)` positive semidefinite input weight `W` (e.g. the
+        input covariance): the objective becomes the error of `Σ W^{1/2}` (inputs coloured
+        by `W`), i.e. `B → B W^{1/2}` in both systems.
+    - `max_steps`, `tol`: stop after `max_steps` L-BFGS steps or when `‖∇J‖ ≤ tol ‖∇J₀‖`.
+
+    **Returns:** a [`jaxlqo.Solution`][]: `.value` the reduced system (an `LQOSystem` of order
+    `r` for a dense `fom`, obtained exactly from the modal form; a `DiagonalLQOSystem` with
+    `r` states for a diagonal `fom`), `.result` (`successful` or `max_steps_reached`) and
+    `.stats` (`objective_history` of J per step, `initial_objective`, `objective`,
+    `grad_norm`, `initial_grad_norm`, `steps`).
+
+    Batch: `jax.vmap(lambda s: lqo.reduce(s, r).value)` over stacked systems of one shape.
+
+    **Differentiation.** `reduce` is not differentiated through (its output is
+    `stop_gradient`ed): the optimal reduced matrices are not unique (any reordering of modes,
+    and the choice of local minimum), so their derivative with respect to `fom` is not
+    well defined. The optimal *error* is: by the envelope theorem its gradient is
+    `jax.grad(lambda f: lqo.h2_error(f, rom))` at the returned `rom`.
+    """
+    caller = "reduce"
+    if not isinstance(r, int) or r < 1:
+        raise ValueError(f"{caller}: `r` must be a positive int; got {r!r}.")
+    horizon = check_horizon(horizon, fom.is_discrete, caller)
+    if init is not None:
+        _check_pair(fom, init, caller)
+    factor = _weight_factor(weight, fom.m)
+    return _reduce(lax.stop_gradient(fom), init, factor, r, horizon, max_steps, tol)
+
+
+@eqx.filter_jit
+def _reduce(fom, init, factor, r, horizon, max_steps, tol) -> Solution:
+    # Compiled once per shapes and static settings: a second call does not re-trace.
+    caller = "reduce"
+    rom0, is_pair = _initial(fom, r, horizon, init)
+    _check_pair(fom, rom0, caller)
+    params0 = parameters_from(rom0, is_pair)
+    fom_r, solver = _schur_coordinates(_weighted(realise(fom, caller), factor))
+    objective = _error_objective(fom_r, solver, horizon, factor, rom0.D, rom0.dt)
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    rom = best.system(rom0.D, rom0.dt)
+    if isinstance(fom, LQOSystem):
+        rom = _to_real_order(rom, r)
+    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
+
+
+def _to_real_order(rom: DiagonalLQOSystem, r: int) -> LQOSystem:
+    """The dense real model of order `r` with the transfer function of a modal `rom`.
+
+    Real-mode slots leave `Im w` unexcited, so `rom.to_dense()` (order `2·slots`) has McMillan
+    degree `r`; balanced truncation to order `r` removes exactly the dead states.
+    """
+    dense = rom.to_dense()
+    if dense.n == r:
+        return dense
+    from .._gramians import realisation_gramians
+
+    p, q, _ = realisation_gramians(realise(dense, "reduce"), None)
+    return _project(dense, p, q, r)[0]
+
+
+def tlh2(
+    fom: AbstractSystem,
+    r: int,
+    *,
+    horizon,
+    init: Optional[LQOSystem] = None,
+    max_steps: int = 200,
+    tol: float = 1e-6,
+) -> Solution:
+    r"""Baseline time-limited h2 reduction (TLH2) without a stability constraint.
+
+    Minimises the time-limited error `‖Σ − Σ̂‖²_{h2,horizon}` over unconstrained dense real
+    matrices `(Â, B̂, Ĉ, M̂)` by L-BFGS, as in the literature. The time-limited objective does
+    not see instability, so the result may be unstable: check it with [`jaxlqo.is_stable`][],
+    or use [`jaxlqo.reduce`][], whose iterates are stable by construction.
+
+    **Arguments:** as for [`jaxlqo.reduce`][]; `horizon` is required and `init` (default:
+    time-limited balanced truncation, realified for a diagonal `fom`, of real order `r`, or
+    `2r` for a diagonal `fom`) must be a dense `LQOSystem`.
+
+    **Returns:** a [`jaxlqo.Solution`][] whose `.value` is a dense `LQOSystem`.
+
+    References: Sakamoto, Sato, arXiv 2601.08372 (TLH2); Goyal, Redmann (2019).
+    """
+    caller = "tlh2"
+    horizon = check_horizon(horizon, fom.is_discrete, caller)
+    if horizon is None:
+        raise ValueError(f"{caller}: `horizon` is required (use lqo.reduce for infinite horizon).")
+    order = 2 * r if isinstance(fom, DiagonalLQOSystem) else r
+    if init is not None:
+        if not isinstance(init, LQOSystem):
+            raise TypeError(f"{caller}: `init` must be a dense LQOSystem.")
+        _check_pair(fom, init, caller)
+    return _tlh2(lax.stop_gradient(fom), init, order, horizon, max_steps, tol)
+
+
+@eqx.filter_jit
+def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
+    if init is None:
+        init, _ = balanced_truncation(fom.to_dense(), order, horizon=horizon)
+    params0 = (init.A, init.B, init.C, init.M)
+
+    def objective(params):
+        a, b, c, m = params
+        rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
+        return h2_error_squared(fom, rom, horizon=horizon)[0]
+
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    rom = LQOSystem(*best, init.D, dt=init.dt)
+    stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
+    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)

@@ -1,0 +1,636 @@
+"""Tests for the Sylvester / Lyapunov / Stein solvers (`jaxlqo._matrix_equations`).
+
+Oracles: SciPy (`scipy.linalg.solve_sylvester`, `solve_continuous_lyapunov`,
+`solve_discrete_lyapunov`), a NumPy Kronecker-product solve (`reference.py`), closed forms
+for diagonal and scalar equations, and, for derivatives, `jax.test_util.check_grads` plus
+autodiff through a plain `jnp.kron` / `jnp.linalg.solve` reference written here.
+"""
+
+import re
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference as ref
+from jax.test_util import check_grads
+
+import jaxlqo as lqo
+
+EQUATIONS = ref.EQUATIONS
+RESULTS = lqo.RESULTS
+EPS = float(np.finfo(np.float64).eps)
+
+SOLVERS = {
+    "auto": lqo.AutoSolver(),
+    "bartels_stewart": lqo.BartelsStewart(),
+    "kronecker": lqo.Kronecker(),
+    "diagonal": lqo.Diagonal(),
+    "doubling": lqo.Doubling(),
+    "matrix_sign": lqo.MatrixSign(),
+}
+
+
+def iterative(equation: str) -> str:
+    """The GPU-friendly solver that applies to `equation`."""
+    return "doubling" if ref.is_discrete(equation) else "matrix_sign"
+
+
+def solve(equation, a, b, c, solver="auto", **kwargs):
+    """Call the public solver for `equation` (`b` is ignored for a Lyapunov equation)."""
+    solver = SOLVERS[solver] if isinstance(solver, str) else solver
+    if equation == "sylvester":
+        return lqo.solve_sylvester(a, b, c, solver=solver, **kwargs)
+    if equation == "discrete_sylvester":
+        return lqo.solve_discrete_sylvester(a, b, c, solver=solver, **kwargs)
+    if equation == "continuous_lyapunov":
+        return lqo.solve_continuous_lyapunov(a, c, solver=solver, **kwargs)
+    assert equation == "discrete_lyapunov"
+    return lqo.solve_discrete_lyapunov(a, c, solver=solver, **kwargs)
+
+
+def is_result(solution, code) -> bool:
+    return bool(solution.result == code)
+
+
+def assert_close(x, expected, rtol):
+    error = ref.relative_error(x, expected)
+    assert error <= rtol, f"relative error {error:.3e} > {rtol:.1e}"
+
+
+def assert_small_residual(equation, a, b, c, x, factor=100):
+    """Backward stability: ‖L(X) − C‖ ≤ factor · n · ε · scale (see `_result` in `_solve.py`)."""
+    c = np.asarray(c)
+    residual = np.linalg.norm(ref.residual(equation, a, b, c, x))
+    bound = factor * max(c.shape) * EPS * ref.residual_scale(equation, a, b, c, x)
+    assert residual <= bound, f"residual {residual:.3e} > {bound:.3e}"
+
+
+def diagonal_poles(rng, equation, k, complex_, *, radius=0.8, abscissa=-0.5):
+    """`k` stable eigenvalues as a 1-D array: `|λ| ≤ radius` or `Re λ ≤ abscissa`."""
+    if ref.is_discrete(equation):
+        r = rng.uniform(0.1, radius, k)
+        if complex_:
+            return r * np.exp(1j * rng.uniform(-np.pi, np.pi, k))
+        return r * rng.choice([-1.0, 1.0], k)
+    decay = rng.uniform(-abscissa, -abscissa + 2.0, k)
+    if complex_:
+        return -decay + 1j * rng.uniform(-3.0, 3.0, k)
+    return -decay
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Agreement with SciPy, all equations, all applicable solvers, real and complex
+# ---------------------------------------------------------------------------------------------
+
+
+def scipy_solve(equation, a, b, c):
+    sla = pytest.importorskip("scipy.linalg")
+    if equation == "sylvester":
+        return sla.solve_sylvester(a, b, c)
+    if equation == "continuous_lyapunov":
+        return sla.solve_continuous_lyapunov(a, c)
+    if equation == "discrete_lyapunov":
+        return sla.solve_discrete_lyapunov(a, c)
+    # SciPy has no discrete Sylvester (Stein) solver: the NumPy Kronecker oracle.
+    return ref.solve(equation, a, b, c)
+
+
+def _scipy_cases():
+    for equation in EQUATIONS:
+        if ref.is_lyapunov(equation):
+            sizes = [(3, 3), (17, 17), (64, 64)]
+        else:
+            sizes = [(3, 2), (17, 5), (64, 40)]  # n ≠ m
+        for n, m in sizes:
+            for solver in ("auto", "bartels_stewart", iterative(equation), "kronecker"):
+                if solver == "kronecker" and n * m > 300:
+                    continue  # an (nm)² LU: too slow to be worth it
+                for complex_ in (False, True):
+                    kind = "complex" if complex_ else "real"
+                    yield pytest.param(
+                        equation, solver, n, m, complex_, id=f"{equation}-{solver}-{n}x{m}-{kind}"
+                    )
+
+
+@pytest.mark.parametrize("equation, solver, n, m, complex_", list(_scipy_cases()))
+def test_agrees_with_scipy(equation, solver, n, m, complex_):
+    rng = np.random.default_rng(1000 * n + m)
+    a, b, c = ref.problem(rng, equation, n, m, complex_)
+    x = solve(equation, a, b, c, solver)
+    assert x.shape == (n, m)
+    assert x.dtype == (np.complex128 if complex_ else np.float64)
+    assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-10)
+    assert_small_residual(equation, a, b, c, x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "equation, n, m, complex_",
+    [("continuous_lyapunov", 200, 200, False), ("discrete_sylvester", 200, 150, True)],
+)
+def test_large_default_solver(equation, n, m, complex_):
+    rng = np.random.default_rng(7)
+    a, b, c = ref.problem(rng, equation, n, m, complex_)
+    x = solve(equation, a, b, c)
+    if ref.is_lyapunov(equation):
+        assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-10)
+    assert_small_residual(equation, a, b, c, x)
+
+
+def test_lyapunov_solution_of_hermitian_rhs_is_hermitian():
+    rng = np.random.default_rng(3)
+    for equation in ("continuous_lyapunov", "discrete_lyapunov"):
+        a, _, c = ref.problem(rng, equation, 12, complex_=True)
+        q = c @ c.conj().T
+        x = np.asarray(solve(equation, a, None, q, "bartels_stewart"))
+        assert np.linalg.norm(x - x.conj().T) <= 1e-13 * np.linalg.norm(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Diagonal (1-D) coefficients
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("solver", ["auto", "diagonal", "bartels_stewart", "kronecker"])
+@pytest.mark.parametrize("equation", EQUATIONS)
+def test_both_diagonal_closed_form(equation, solver, complex_):
+    rng = np.random.default_rng(11)
+    n, m = 5, 4
+    a = diagonal_poles(rng, equation, n, complex_)
+    b = np.conj(a) if ref.is_lyapunov(equation) else diagonal_poles(rng, equation, m, complex_)
+    c = ref.normal(rng, (n, b.shape[0]), complex_)
+    x = solve(equation, a, b, c, solver)
+    if ref.is_discrete(equation):
+        expected = c / (1 - a[:, None] * b[None, :])
+    else:
+        expected = c / (a[:, None] + b[None, :])
+    assert x.dtype == c.dtype
+    assert_close(x, expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("diagonal_side", ["A", "B"])
+@pytest.mark.parametrize("solver", ["auto", "bartels_stewart", "kronecker", "iterative"])
+@pytest.mark.parametrize("equation", ["sylvester", "discrete_sylvester"])
+def test_one_diagonal_side_matches_dense(equation, solver, diagonal_side, complex_):
+    rng = np.random.default_rng(12)
+    n, m = 9, 8  # n m > 64: the default solver takes its Bartels-Stewart branch on CPU
+    _, b_dense, c = ref.problem(rng, equation, n, m, complex_)
+    a_dense, _, _ = ref.problem(rng, equation, n, m, complex_)
+    if diagonal_side == "A":
+        a, b = diagonal_poles(rng, equation, n, complex_), b_dense
+    else:
+        a, b = a_dense, diagonal_poles(rng, equation, m, complex_)
+    solver = iterative(equation) if solver == "iterative" else solver
+    x = solve(equation, a, b, c, solver)
+    expected = ref.solve(equation, ref.dense(a), ref.dense(b), c)
+    assert_close(x, expected, rtol=1e-11)
+    # Same answer as passing the dense diagonal matrix.
+    assert_close(x, solve(equation, ref.dense(a), ref.dense(b), c, solver), rtol=1e-11)
+
+
+def test_diagonal_lyapunov_equals_dense_lyapunov():
+    rng = np.random.default_rng(13)
+    for equation in ("continuous_lyapunov", "discrete_lyapunov"):
+        a = diagonal_poles(rng, equation, 6, complex_=True)
+        q = ref.normal(rng, (6, 6), complex_=True)
+        x = solve(equation, a, None, q)
+        assert_close(x, solve(equation, np.diag(a), None, q, "bartels_stewart"), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Derivatives
+# ---------------------------------------------------------------------------------------------
+
+
+def grad_problem(rng, equation, complex_, structure):
+    """A small problem whose derivatives finite differences resolve well.
+
+    Discrete: spectral radii ≤ 0.5; continuous: all eigenvalues with Re λ ≤ −1.
+    `structure`: "dense", "diagonal" (1-D `A` and `B`) or "mixed" (1-D `A`, dense `B`).
+    Returns the argument tuple `(A, B, C)`, or `(A, Q)` for a Lyapunov equation.
+    """
+    n, m = 3, 4
+    kwargs = dict(radius=0.5, abscissa=-1.0)
+    a, b, c = ref.problem(rng, equation, n, m, complex_, **kwargs)
+    if structure in ("diagonal", "mixed"):
+        a = diagonal_poles(rng, equation, n, complex_, radius=0.5, abscissa=-1.0)
+    if structure == "diagonal" and not ref.is_lyapunov(equation):
+        b = diagonal_poles(rng, equation, m, complex_, radius=0.5, abscissa=-1.0)
+    if ref.is_lyapunov(equation):
+        return jnp.asarray(a), jnp.asarray(c[:, :n])
+    return jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)
+
+
+def as_function(equation, solver, throw=True):
+    """`f(A, B, C)` or `f(A, Q)` returning `X`."""
+    if ref.is_lyapunov(equation):
+        if throw:
+            return lambda a, q: solve(equation, a, None, q, solver)
+        return lambda a, q: solve(equation, a, None, q, solver, throw=False).value
+    if throw:
+        return lambda a, b, c: solve(equation, a, b, c, solver)
+    return lambda a, b, c: solve(equation, a, b, c, solver, throw=False).value
+
+
+def _grad_cases(with_auto):
+    for equation in EQUATIONS:
+        solvers = ("auto",) * with_auto + ("kronecker", "bartels_stewart", iterative(equation))
+        cases = [("dense", s) for s in solvers]
+        cases.append(("diagonal", "diagonal"))
+        cases.append(("mixed" if not ref.is_lyapunov(equation) else "diagonal", "bartels_stewart"))
+        for structure, solver in cases:
+            for complex_ in (False, True):
+                kind = "complex" if complex_ else "real"
+                yield pytest.param(
+                    equation, solver, structure, complex_, id=f"{equation}-{solver}-{structure}-{kind}"
+                )
+
+
+# The default solver dispatches to Kronecker at these sizes: check_grads skips it.
+@pytest.mark.parametrize("equation, solver, structure, complex_", list(_grad_cases(False)))
+def test_check_grads(equation, solver, structure, complex_):
+    rng = np.random.default_rng(21)
+    args = grad_problem(rng, equation, complex_, structure)
+    # throw=False and jit keep this affordable; the throw=True path is differentiated below.
+    f = jax.jit(as_function(equation, solver, throw=False))
+    check_grads(f, args, order=2, modes=["fwd", "rev"])
+
+
+def kronecker_reference(equation):
+    """Autodiff through a plain Kronecker-product solve: independent of the library's rules."""
+
+    def solve_ref(a, b, c):
+        a = jnp.diag(a) if a.ndim == 1 else a
+        if ref.is_lyapunov(equation):
+            b = a.conj().T
+        elif b.ndim == 1:
+            b = jnp.diag(b)
+        n, m = c.shape
+        eye_n, eye_m = jnp.eye(n, dtype=c.dtype), jnp.eye(m, dtype=c.dtype)
+        if ref.is_discrete(equation):  # X − A X B = C
+            matrix = jnp.eye(n * m, dtype=c.dtype) - jnp.kron(a, b.T)
+        else:  # A X + X B = C
+            matrix = jnp.kron(a, eye_m) + jnp.kron(eye_n, b.T)
+        return jnp.linalg.solve(matrix, c.reshape(-1)).reshape(n, m)
+
+    if ref.is_lyapunov(equation):
+        return lambda a, q: solve_ref(a, None, q)
+    return solve_ref
+
+
+@pytest.mark.parametrize("equation, solver, structure, complex_", list(_grad_cases(True)))
+def test_derivatives_match_kronecker_reference(equation, solver, structure, complex_):
+    rng = np.random.default_rng(22)
+    args = grad_problem(rng, equation, complex_, structure)
+    f, f_ref = as_function(equation, solver), kronecker_reference(equation)
+    weights = jnp.asarray(rng.uniform(0.5, 2.0, args[-1].shape))
+
+    def loss(function):
+        return lambda *xs: jnp.sum(weights * jnp.abs(function(*xs)) ** 2)
+
+    argnums = tuple(range(len(args)))
+    grads = jax.grad(loss(f), argnums=argnums)(*args)
+    grads_ref = jax.grad(loss(f_ref), argnums=argnums)(*args)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        assert g.dtype == g_ref.dtype
+        assert_close(g, g_ref, rtol=1e-8)
+
+    tangents = tuple(jnp.asarray(ref.normal(rng, x.shape, complex_)) for x in args)
+    x, dx = jax.jvp(f, args, tangents)
+    x_ref, dx_ref = jax.jvp(f_ref, args, tangents)
+    assert_close(x, x_ref, rtol=1e-10)
+    assert_close(dx, dx_ref, rtol=1e-8)
+
+
+@pytest.mark.parametrize("diagonal", [False, True], ids=["1x1", "1-D"])
+@pytest.mark.parametrize(
+    "equation, solver",
+    [
+        ("continuous_lyapunov", "auto"),
+        ("continuous_lyapunov", "bartels_stewart"),
+        ("continuous_lyapunov", "matrix_sign"),
+        ("discrete_lyapunov", "auto"),
+        ("discrete_lyapunov", "bartels_stewart"),
+        ("discrete_lyapunov", "doubling"),
+    ],
+)
+def test_scalar_lyapunov_closed_form_derivatives(equation, solver, diagonal):
+    # Continuous: 2 a x = q, x = q / (2a), ∂x/∂a = −q / (2a²), ∂²x/∂a² = q / a³.
+    # Discrete: a² x − x + q = 0, x = q / (1 − a²), ∂x/∂a = 2aq / (1 − a²)²,
+    #   ∂²x/∂a² = 2q / (1 − a²)² + 8a²q / (1 − a²)³.
+    q = 0.7
+    if ref.is_discrete(equation):
+        a = 0.6
+        x, dx, dq = q / (1 - a**2), 2 * a * q / (1 - a**2) ** 2, 1 / (1 - a**2)
+        d2x = 2 * q / (1 - a**2) ** 2 + 8 * a**2 * q / (1 - a**2) ** 3
+    else:
+        a = -1.5
+        x, dx, d2x, dq = q / (2 * a), -q / (2 * a**2), q / a**3, 1 / (2 * a)
+    shape = (1,) if diagonal else (1, 1)
+
+    def f(a_, q_):
+        return solve(equation, jnp.full(shape, a_), None, jnp.full((1, 1), q_), solver)[0, 0]
+
+    a, q = jnp.asarray(a), jnp.asarray(q)
+    np.testing.assert_allclose(f(a, q), x, rtol=1e-13)
+    np.testing.assert_allclose(jax.grad(f)(a, q), dx, rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(f, argnums=1)(a, q), dq, rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(jax.grad(f))(a, q), d2x, rtol=1e-11)
+    np.testing.assert_allclose(jax.jacfwd(jax.jacrev(f))(a, q), d2x, rtol=1e-11)
+
+
+def test_vjp_in_c_is_the_transposed_solve():
+    # The solution is linear in C: the derivative w.r.t. C is the solve itself (transposed for
+    # reverse mode), for a non-normal complex A where a naive transpose would go wrong.
+    rng = np.random.default_rng(23)
+    a, b, c = ref.problem(rng, "sylvester", 10, 8, complex_=True)
+    f = lambda c_: lqo.solve_sylvester(a, b, c_, solver=lqo.BartelsStewart())  # noqa: E731
+    y = jnp.asarray(ref.normal(rng, (10, 8), complex_=True))
+    (vjp,) = jax.vjp(f, jnp.asarray(c))[1](y)
+    # ⟨L⁻¹ c, y⟩ = ⟨c, L⁻ᵀ y⟩ with the bilinear (non-conjugating) pairing.
+    expected = ref.solve("sylvester", a.T, b.T, np.asarray(y))
+    assert_close(vjp, expected, rtol=1e-11)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. jit and vmap agree with eager
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["auto", "bartels_stewart", "iterative", "diagonal"])
+@pytest.mark.parametrize("equation", EQUATIONS)
+def test_jit_and_vmap_match_eager(equation, solver):
+    rng = np.random.default_rng(31)
+    solver = iterative(equation) if solver == "iterative" else solver
+    structure = "diagonal" if solver == "diagonal" else "dense"
+    batch = [grad_problem(rng, equation, True, structure) for _ in range(3)]
+    stacked = tuple(jnp.stack(xs) for xs in zip(*batch, strict=True))
+    f = as_function(equation, solver)
+    eager = np.stack([f(*args) for args in batch])
+    jitted = jax.jit(f)
+    assert_close(np.stack([jitted(*args) for args in batch]), eager, rtol=1e-13)
+    assert_close(jax.vmap(f)(*stacked), eager, rtol=1e-13)
+    assert_close(jax.jit(jax.vmap(f))(*stacked), eager, rtol=1e-13)
+
+
+def test_vmap_reports_a_result_per_batch_element():
+    # Element 0 is fine, element 1 has a NaN, element 2 is singular (eigenvalue 1 of A: λ λ̄ = 1).
+    a = jnp.stack([0.5 * jnp.eye(2), 0.5 * jnp.eye(2), jnp.diag(jnp.array([1.0, 0.3]))])
+    q = jnp.stack([jnp.eye(2), jnp.eye(2).at[0, 1].set(jnp.nan), jnp.eye(2)])
+    sol = jax.vmap(lambda a_, q_: lqo.solve_discrete_lyapunov(a_, q_, throw=False))(a, q)
+    np.testing.assert_array_equal(sol.result == RESULTS.successful, [True, False, False])
+    np.testing.assert_array_equal(sol.result == RESULTS.nonfinite_input, [False, True, False])
+    np.testing.assert_array_equal(sol.result == RESULTS.singular_equation, [False, False, True])
+    np.testing.assert_allclose(sol.value[0], jnp.eye(2) / 0.75, rtol=1e-14)
+    with pytest.raises(Exception, match=re.escape("The input contains NaN or inf")):
+        jax.vmap(lqo.solve_discrete_lyapunov)(a[:2], q[:2])
+    with pytest.raises(Exception, match=re.escape("The input contains NaN or inf")):
+        jax.jit(lqo.solve_discrete_lyapunov)(a[1], q[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Errors, result codes, dtypes, no mutation
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, args, name, got",
+    [
+        (lqo.solve_continuous_lyapunov, (np.eye(3), np.eye(2)), "Q", (2, 2)),
+        (lqo.solve_discrete_lyapunov, (np.ones((2, 3)), np.eye(2)), "A", (2, 3)),
+        (lqo.solve_discrete_lyapunov, (np.ones((2, 2, 2)), np.eye(2)), "A", (2, 2, 2)),
+        (lqo.solve_continuous_lyapunov, (np.array(2.0), np.eye(1)), "A", ()),
+        (lqo.solve_continuous_lyapunov, (np.ones(3), np.eye(2)), "Q", (2, 2)),
+        (lqo.solve_sylvester, (np.eye(3), np.eye(2), np.ones((2, 3))), "C", (2, 3)),
+        (lqo.solve_sylvester, (np.eye(3), np.ones((2, 3)), np.ones((3, 2))), "B", (2, 3)),
+        (lqo.solve_discrete_sylvester, (np.ones(3), np.eye(2), np.ones((2, 2))), "C", (2, 2)),
+        (lqo.solve_discrete_sylvester, (np.ones((3, 2)), np.eye(2), np.ones((3, 2))), "A", (3, 2)),
+    ],
+)
+def test_bad_shapes_raise_value_error_naming_the_argument(call, args, name, got):
+    pattern = re.escape(f"{call.__name__}: argument `{name}`") + ".*" + re.escape(f"got shape {got}")
+    with pytest.raises(ValueError, match=pattern):
+        call(*args)
+
+
+def test_bad_solver_and_dtype_raise_type_error():
+    eye = np.eye(2)
+    with pytest.raises(TypeError, match="`solver` must be a solver Module"):
+        lqo.solve_sylvester(-eye, -eye, eye, solver="bartels_stewart")
+    with pytest.raises(TypeError, match="discrete-time equations only"):
+        lqo.solve_continuous_lyapunov(-eye, eye, solver=lqo.Doubling())
+    with pytest.raises(TypeError, match="continuous-time equations only"):
+        lqo.solve_discrete_lyapunov(0.5 * eye, eye, solver=lqo.MatrixSign())
+    with pytest.raises(TypeError, match="needs 1-D"):
+        lqo.solve_sylvester(-np.ones(2), -eye, eye, solver=lqo.Diagonal())
+    with pytest.raises(TypeError, match="argument `Q`"):
+        lqo.solve_discrete_lyapunov(0.5 * eye, np.array([["a", "b"], ["c", "d"]]))
+
+
+@pytest.mark.parametrize("where", ["A", "C"])
+@pytest.mark.parametrize("equation", EQUATIONS)
+def test_nonfinite_input(equation, where):
+    rng = np.random.default_rng(41)
+    a, b, c = ref.problem(rng, equation, 4, 3)
+    if where == "A":
+        a[1, 2] = np.nan
+    else:
+        c[0, 0] = np.inf
+    with pytest.raises(Exception, match=re.escape("The input contains NaN or inf")):
+        solve(equation, a, b, c)
+    sol = solve(equation, a, b, c, throw=False)
+    assert isinstance(sol, lqo.Solution)
+    assert is_result(sol, RESULTS.nonfinite_input)
+
+
+@pytest.mark.parametrize("solver", ["bartels_stewart", "kronecker", "iterative"])
+def test_nonfinite_input_every_solver(solver):
+    for equation in ("sylvester", "discrete_lyapunov"):
+        a, b, c = ref.problem(np.random.default_rng(42), equation, 3, 3)
+        b = b.copy()
+        b[0, 0] = -np.inf
+        a[0, 0] = np.nan
+        s = iterative(equation) if solver == "iterative" else solver
+        assert is_result(solve(equation, a, b, c, s, throw=False), RESULTS.nonfinite_input)
+
+
+def test_successful_solution_object():
+    sol = lqo.solve_discrete_lyapunov(np.diag([0.5, 0.2]), np.eye(2), throw=False)
+    assert isinstance(sol, lqo.Solution)
+    assert is_result(sol, RESULTS.successful)
+    assert not is_result(sol, RESULTS.singular_equation)
+    np.testing.assert_allclose(sol.value, np.diag([1 / 0.75, 1 / 0.96]), rtol=1e-14)
+
+
+def _rotated(rng, eigenvalues):
+    """A dense non-normal matrix with the given (real) eigenvalues."""
+    v = np.eye(len(eigenvalues)) + 0.3 * rng.standard_normal((len(eigenvalues),) * 2)
+    return v @ np.diag(eigenvalues) @ np.linalg.inv(v)
+
+
+# Stein: λ μ = 2 · 0.5 = 1. Continuous Sylvester: λ + μ = 1 + (−1) = 0.
+SINGULAR = {
+    "discrete_sylvester": (np.array([2.0, 0.5]), np.array([0.5, 3.0])),
+    "sylvester": (np.array([1.0, -2.0]), np.array([-1.0, -3.0])),
+}
+
+
+@pytest.mark.parametrize(
+    "solver, structure",
+    [
+        ("auto", "1-D"),
+        ("diagonal", "1-D"),
+        ("bartels_stewart", "1-D"),
+        ("kronecker", "1-D"),
+        ("auto", "dense diagonal"),
+        ("bartels_stewart", "dense diagonal"),
+        ("kronecker", "dense diagonal"),
+        ("bartels_stewart", "dense non-normal"),
+        pytest.param(
+            "kronecker",
+            "dense non-normal",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="Kronecker has no solvability check: a rounded LU of the singular "
+                "Kronecker matrix returns a huge finite X with a small backward error, "
+                "reported as successful (the default solver picks Kronecker for n m <= 64)",
+            ),
+        ),
+    ],
+)
+@pytest.mark.parametrize("equation", ["discrete_sylvester", "sylvester"])
+def test_singular_equation(equation, solver, structure):
+    rng = np.random.default_rng(51)
+    a, b = SINGULAR[equation]
+    if structure == "dense diagonal":
+        a, b = np.diag(a), np.diag(b)
+    elif structure == "dense non-normal":
+        a, b = _rotated(rng, a), _rotated(rng, b)
+    c = np.ones((2, 2))
+    with pytest.raises(Exception, match="singular"):
+        solve(equation, a, b, c, solver)
+    assert is_result(solve(equation, a, b, c, solver, throw=False), RESULTS.singular_equation)
+
+
+@pytest.mark.parametrize("equation", ["discrete_sylvester", "sylvester"])
+def test_singular_equation_iterative_solver_does_not_succeed(equation):
+    a, b = (np.diag(x) for x in SINGULAR[equation])
+    sol = solve(equation, a, b, np.ones((2, 2)), iterative(equation), throw=False)
+    assert not is_result(sol, RESULTS.successful)
+
+
+@pytest.mark.parametrize(
+    "equation, a",
+    [
+        ("continuous_lyapunov", np.array([[0.0, 1.0], [-1.0, 0.0]])),  # λ = ±i: λ + λ̄ = 0
+        ("discrete_lyapunov", np.array([[0.6, -0.8], [0.8, 0.6]])),  # |λ| = 1: λ λ̄ = 1
+    ],
+)
+def test_singular_lyapunov_bartels_stewart(equation, a):
+    sol = solve(equation, a, None, np.eye(2), "bartels_stewart", throw=False)
+    assert is_result(sol, RESULTS.singular_equation)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Doubling cannot detect a singular Stein equation with ρ(A)ρ(B) = 1: it sums "
+    "2^max_steps terms and the tiny relative residual passes the backward-error test",
+)
+def test_doubling_singular_unit_circle():
+    a = np.array([[0.6, -0.8], [0.8, 0.6]])  # a rotation: λ λ̄ = 1
+    sol = lqo.solve_discrete_lyapunov(a, np.eye(2), solver=lqo.Doubling(), throw=False)
+    assert not is_result(sol, RESULTS.successful)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (np.diag([1.5, 0.2]), np.diag([1.2, 0.1])),  # ρρ = 1.8, no λ μ = 1: solvable
+        (np.array([[1.05, 0.3], [0.0, 0.2]]), np.array([[1.05, 0.0], [0.3, 0.2]])),  # ρρ ≈ 1.1
+    ],
+)
+def test_doubling_not_converged_outside_unit_disk(a, b):
+    c = np.ones((2, 2))
+    sol = lqo.solve_discrete_sylvester(a, b, c, solver=lqo.Doubling(), throw=False)
+    assert is_result(sol, RESULTS.not_converged)
+    with pytest.raises(Exception, match="did not converge"):
+        lqo.solve_discrete_sylvester(a, b, c, solver=lqo.Doubling())
+    # The equation itself is fine: Bartels-Stewart solves it.
+    x = lqo.solve_discrete_sylvester(a, b, c, solver=lqo.BartelsStewart())
+    assert_close(x, ref.solve("discrete_sylvester", a, b, c), rtol=1e-12)
+
+
+def test_matrix_sign_not_converged_for_unstable_coefficients():
+    a, b, c = np.diag([1.0, -2.0]), np.diag([-3.0, -2.0]), np.ones((2, 2))  # solvable
+    sol = lqo.solve_sylvester(a, b, c, solver=lqo.MatrixSign(), throw=False)
+    assert is_result(sol, RESULTS.not_converged)
+    x = lqo.solve_sylvester(a, b, c, solver=lqo.BartelsStewart())
+    assert_close(x, ref.solve("sylvester", a, b, c), rtol=1e-12)
+
+
+@pytest.mark.parametrize("equation", EQUATIONS)
+def test_integer_input_is_promoted_to_float(equation):
+    # Products of these uint16 entries overflow uint16: promotion must come first.
+    a = np.array([[300, 7], [0, 200]], dtype=np.uint16)
+    b = np.array([[250, 0], [3, 400]], dtype=np.uint16)
+    c = np.array([[60000, 1], [2, 65535]], dtype=np.uint16)
+    x = solve(equation, a, b, c)
+    assert x.dtype == np.float64
+    as_float = [x_.astype(np.float64) for x_ in (a, b, c)]
+    np.testing.assert_array_equal(x, solve(equation, *as_float))
+    assert_close(x, ref.solve(equation, *as_float), rtol=1e-13)
+    x_diag = solve(equation, np.array([3, 5], np.int32), np.array([7, 11], np.int64), c)
+    assert x_diag.dtype == np.float64
+    assert_close(x_diag, ref.solve(equation, np.diag([3.0, 5.0]), np.diag([7.0, 11.0]), c), 1e-14)
+
+
+def test_dtype_is_preserved():
+    rng = np.random.default_rng(61)
+    for dtype in (np.float32, np.complex64, np.complex128):
+        for equation in EQUATIONS:
+            # 9 × 8: the default solver takes its Bartels-Stewart branch (n m > 64).
+            a, b, c = ref.problem(rng, equation, 9, 8, complex_=np.iscomplexobj(dtype(0)))
+            a, b, c = (x.astype(dtype) for x in (a, b, c))
+            x = solve(equation, a, b, c)
+            assert x.dtype == dtype
+            assert_close(x, ref.solve(equation, a, b, c), rtol=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["auto", "bartels_stewart", "kronecker", "iterative"])
+@pytest.mark.parametrize("equation", EQUATIONS)
+def test_inputs_are_not_mutated(equation, solver):
+    rng = np.random.default_rng(71)
+    a, b, c = ref.problem(rng, equation, 4, 3, complex_=True)
+    copies = [x.copy() for x in (a, b, c)]
+    solver = iterative(equation) if solver == "iterative" else solver
+    solve(equation, a, b, c, solver)
+    solve(equation, a, b, c, solver, throw=False)
+    for x, x_copy in zip((a, b, c), copies, strict=True):
+        np.testing.assert_array_equal(x, x_copy)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Property test: small backward error for drawn well-posed problems (default solver)
+# ---------------------------------------------------------------------------------------------
+
+
+@hypothesis.given(
+    equation=st.sampled_from(EQUATIONS),
+    n=st.integers(1, 10),
+    m=st.integers(1, 10),
+    complex_=st.booleans(),
+    radius=st.floats(0.0, 0.95),
+    abscissa=st.floats(-3.0, -0.05),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_small_residual(equation, n, m, complex_, radius, abscissa, seed):
+    rng = np.random.default_rng(seed)
+    a, b, c = ref.problem(rng, equation, n, m, complex_, radius=radius, abscissa=abscissa)
+    x = np.asarray(solve(equation, a, b, c))
+    assert x.shape == c.shape and np.isfinite(x).all()
+    assert_small_residual(equation, a, b, c, x)
