@@ -116,11 +116,30 @@ def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart]:
     return realisation, BartelsStewart(left_upper_triangular=True)
 
 
-def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt):
-    """`J(params) = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²` with the constant `⟨Σ,Σ⟩` computed once."""
+def _linear_part(r: Realisation) -> Realisation:
+    return r._replace(quad_rows=None, quad_core=None, d=jnp.zeros_like(r.d))
+
+
+def _quadratic_part(r: Realisation) -> Realisation:
+    return r._replace(c=jnp.zeros_like(r.c), d=jnp.zeros_like(r.d))
+
+
+def _safe_sqrt(x: Array) -> Array:
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, split=None):
+    """The objective over modal parameters, with the constant `⟨Σ,Σ⟩` computed once.
+
+    Joint (`split=None`): `J = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²`. Split (`split=(w₁, w₂)`):
+    `w₁ ‖Σ₁ − Σ̂₁‖ + w₂ ‖Σ₂ − Σ̂₂‖` over the linear and quadratic parts, which share the
+    Gramians `X`, `P̂` and differ only in their readouts.
+    """
     rhs = fom_r.b @ fom_r.b.conj().T
     p, _ = solve_gramian_equation(fom_r.a, fom_r.a, rhs, fom_r.discrete, horizon, same=False)
-    fom_norm = h2_inner_product(fom_r, fom_r, p)
+    parts = [lambda r: r] if split is None else [_linear_part, _quadratic_part]
+    fom_norms = [h2_inner_product(part(fom_r), part(fom_r), p) for part in parts]
 
     def objective(params: ModalParameters) -> Array:
         rom_r = _weighted(realise(params.system(d, dt), "reduce"), weight_factor)
@@ -131,8 +150,14 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt):
         p_hat, _ = solve_gramian_equation(
             rom_r.a, rom_r.a, rom_r.b @ rom_r.b.conj().T, rom_r.discrete, horizon, same=False
         )
-        value = fom_norm + h2_inner_product(rom_r, rom_r, p_hat) - 2 * h2_inner_product(fom_r, rom_r, x)
-        return jnp.maximum(value, 0.0) + _feedthrough_term(fom_r.d - d, fom_r.discrete)
+        squared = []
+        for part, fom_norm in zip(parts, fom_norms):
+            f, g = part(fom_r), part(rom_r)
+            value = fom_norm + h2_inner_product(g, g, p_hat) - 2 * h2_inner_product(f, g, x)
+            squared.append(jnp.maximum(value, 0.0))
+        if split is None:
+            return squared[0] + _feedthrough_term(fom_r.d - d, fom_r.discrete)
+        return split[0] * _safe_sqrt(squared[0]) + split[1] * _safe_sqrt(squared[1])
 
     return objective
 
@@ -202,6 +227,7 @@ def reduce(
     horizon=None,
     init: Optional[AbstractSystem] = None,
     weight=None,
+    split=None,
     max_steps: int = 200,
     tol: float = 1e-6,
 ) -> Solution:
@@ -224,6 +250,10 @@ def reduce(
     - `weight`: keyword-only; an `(m, m)` positive semidefinite input weight `W` (e.g. the
         input covariance): the objective becomes the error of `Σ W^{1/2}` (inputs coloured
         by `W`), i.e. `B → B W^{1/2}` in both systems.
+    - `split`: keyword-only; `None` (default) or weights `(w₁, w₂)`: minimise
+        `w₁ ‖Σ₁ − Σ̂₁‖ + w₂ ‖Σ₂ − Σ̂₂‖` over the linear and quadratic parts separately instead
+        of the joint error (the first-order form of the deep-SSM output-error bound,
+        [`jaxlqo.ssm.output_error_bound`][]). `D̂ = D` in both forms.
     - `max_steps`, `tol`: stop after `max_steps` L-BFGS steps or when `‖∇J‖ ≤ tol ‖∇J₀‖`.
 
     **Returns:** a [`jaxlqo.Solution`][]: `.value` the reduced system (an `LQOSystem` of order
@@ -247,18 +277,22 @@ def reduce(
     if init is not None:
         _check_pair(fom, init, caller)
     factor = _weight_factor(weight, fom.m)
-    return _reduce(lax.stop_gradient(fom), init, factor, r, horizon, max_steps, tol)
+    if split is not None:
+        split = jnp.asarray(split)
+        if split.shape != (2,):
+            raise ValueError(f"{caller}: `split` must be two weights (w₁, w₂); got {split.shape}.")
+    return _reduce(lax.stop_gradient(fom), init, factor, split, r, horizon, max_steps, tol)
 
 
 @eqx.filter_jit
-def _reduce(fom, init, factor, r, horizon, max_steps, tol) -> Solution:
+def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     # Compiled once per shapes and static settings: a second call does not re-trace.
     caller = "reduce"
     rom0, is_pair = _initial(fom, r, horizon, init)
     _check_pair(fom, rom0, caller)
     params0 = parameters_from(rom0, is_pair)
     fom_r, solver = _schur_coordinates(_weighted(realise(fom, caller), factor))
-    objective = _error_objective(fom_r, solver, horizon, factor, rom0.D, rom0.dt)
+    objective = _error_objective(fom_r, solver, horizon, factor, rom0.D, rom0.dt, split)
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
