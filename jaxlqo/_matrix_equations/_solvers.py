@@ -49,6 +49,8 @@ def _eps(dtype) -> float:
 
 def _separation_ok(lam: Array, mu: Array, discrete: bool) -> Bool[Array, ""]:
     """Solvable iff λ_i + μ_j ≠ 0 (continuous) or λ_i μ_j ≠ 1 (discrete), with a relative tolerance."""
+    with jax.numpy_dtype_promotion("standard"):  # a 1-D side of Bartels-Stewart may be real
+        lam, mu = (x.astype(jnp.result_type(lam.dtype, mu.dtype)) for x in (lam, mu))
     eps = _eps(lam.dtype)
     if discrete:
         gap = jnp.abs(1 - lam[:, None] * mu[None, :])

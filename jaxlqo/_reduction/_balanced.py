@@ -15,7 +15,7 @@ from .._norms import h2_error_squared
 from .._realisation import Realisation, realise
 from .._solution import RESULTS
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
-from ._modal import diagonalise
+from ._modal import modal_form, real_rows_to_complex
 
 
 def _project(sys: LQOSystem, p: Array, q: Array, r: int):
@@ -35,7 +35,7 @@ def _project(sys: LQOSystem, p: Array, q: Array, r: int):
     w = zq @ u[:, :r] * inv_sqrt[None, :]
     m = None if sys.M is None else jnp.einsum("ab,jac,cd->jbd", t, sys.M, t)
     rom = LQOSystem(w.T @ sys.A @ t, w.T @ sys.B, sys.C @ t, m, sys.D, dt=sys.dt)
-    return rom, sigma
+    return (rom, t), sigma
 
 
 def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> DiagonalLQOSystem:
@@ -59,10 +59,11 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
         sys.poles, sys.B, sys.C / jnp.sqrt(2.0), rows, core, sys.D, sys.is_discrete, sys.dt
     )
     p, q, _ = realisation_gramians(realisation, horizon)
-    zp, zq = psd_sqrt_factor(p), psd_sqrt_factor(q)
+    with jax.numpy_dtype_promotion("standard"):  # psd_sqrt_factor: complex eigvecs × real sqrt
+        zp, zq = psd_sqrt_factor(p), psd_sqrt_factor(q)
     u, sigma, vh = jnp.linalg.svd(zq.conj().T @ zp)
     floor = jnp.finfo(sigma.dtype).tiny ** 0.5
-    inv_sqrt = 1 / jnp.sqrt(jnp.maximum(sigma[:r], floor))
+    inv_sqrt = (1 / jnp.sqrt(jnp.maximum(sigma[:r], floor))).astype(zp.dtype)
     t = zp @ vh[:r].conj().T * inv_sqrt[None, :]
     w = zq @ u[:, :r] * inv_sqrt[None, :]
     a_hat = w.conj().T @ (sys.poles[:, None] * t)
@@ -72,6 +73,27 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
     f = None if sys.F is None else sys.F @ tv
     g = None if sys.G is None else sys.G @ tv
     return DiagonalLQOSystem(mu, b, sys.C @ tv, sys.D, F=f, G=g, dt=sys.dt)
+
+
+def _realified_to_diagonal(sys: DiagonalLQOSystem, rom: LQOSystem, t: Array, r: int):
+    """The realified balanced rom (order 2r) in modal form with `r` slots.
+
+    The quadratic readout keeps its rank: a row `f` acts on the full state as the real row
+    `f̃ = [Re f, −Im f]` on `[Re x; Im x] ≈ T x̂`, and `x̂ = S [Re w; Im w]` in modal form, so
+    the reduced row is `f̃ T S`, read back as a complex row on `w`.
+    """
+    linear = LQOSystem(rom.A, rom.B, rom.C, None, rom.D, dt=rom.dt)
+    diag, _, _, realified = modal_form(linear, r)
+    if sys.F is None:
+        return diag
+
+    def reduce_rows(rows):
+        real_rows = jnp.concatenate([jnp.real(rows), -jnp.imag(rows)], axis=-1)
+        return real_rows_to_complex(real_rows @ t @ realified, diag.n)
+
+    return DiagonalLQOSystem(
+        diag.poles, diag.B, diag.C, diag.D, F=reduce_rows(sys.F), G=reduce_rows(sys.G), dt=diag.dt
+    )
 
 
 def _pad_quadratic(sys: DiagonalLQOSystem, k: int) -> DiagonalLQOSystem:
@@ -85,9 +107,6 @@ def _pad_quadratic(sys: DiagonalLQOSystem, k: int) -> DiagonalLQOSystem:
 
 def _better_of(fom, first: DiagonalLQOSystem, second: DiagonalLQOSystem, horizon):
     """The candidate with the smaller h2 error (both have the same structure after padding)."""
-    if first.F is not None:
-        k = max(first.F.shape[-2], second.F.shape[-2])
-        first, second = _pad_quadratic(first, k), _pad_quadratic(second, k)
     err_first, _, _ = h2_error_squared(fom, first, horizon=horizon)
     err_second, _, _ = h2_error_squared(fom, second, horizon=horizon)
     keep_first = ~(err_second < err_first)  # a NaN error never wins
@@ -133,9 +152,10 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     p = _to_real_coordinates(sys, p, "controllability")
     q = _to_real_coordinates(sys, q, "observability")
     dense = sys.to_dense()
-    rom, hsv = _project(dense, p, q, order)
+    (rom, t), hsv = _project(dense, p, q, order)
     if isinstance(sys, DiagonalLQOSystem):
-        rom = _better_of(sys, diagonalise(rom, r), _complex_balanced_truncation(sys, r, horizon), horizon)
+        realified = _realified_to_diagonal(sys, rom, t, r)
+        rom = _better_of(sys, realified, _complex_balanced_truncation(sys, r, horizon), horizon)
     if horizon is None:
         stable = is_stable_matrix(realisation.a, realisation.discrete)
         result = RESULTS.where(stable, result, RESULTS.unstable)

@@ -31,7 +31,7 @@ def mode_dominance(poles: Array, b: Array, c: Array, discrete: bool, quad_cols=N
 
 def real_rows_to_complex(rows: Array, r: int) -> Array:
     """A real row `q` on `[Re w; Im w]` as the complex row `f` with `Re(f w) = q [Re w; Im w]`."""
-    return rows[..., :r] - 1j * rows[..., r:]
+    return lax.complex(rows[..., :r], -rows[..., r:])
 
 
 def quadratic_factors(m_real: Array, r: int):
@@ -42,16 +42,18 @@ def quadratic_factors(m_real: Array, r: int):
     s, q = jnp.linalg.eigh(m_real)  # (p, 2r), (p, 2r, 2r) with columns q_l
     rows = jnp.swapaxes(q, -1, -2)  # (p, 2r, 2r): row l is q_l
     f = real_rows_to_complex(rows, r)
-    return f, s[..., None] * f
+    return f, s[..., None].astype(f.dtype) * f
 
 
 def modal_form(sys: LQOSystem, r: int):
     """The complex-diagonal form of a real dense system on `r` slots, with its structure.
 
-    Returns `(diag, is_pair, alive)`: `diag` keeps the `r` most dominant modes (a conjugate
+    Returns `(diag, is_pair, alive, realified)`: `diag` keeps the `r` most dominant modes (a conjugate
     pair is one slot); `is_pair[i]` says slot `i` holds a conjugate pair (else a real mode,
     whose `b` is made real by a phase change so that `Im w ≡ 0`); `alive[i]` is false for
-    slots left over when the system has fewer than `r` modes (their `b`, `c` are zero).
+    slots left over when the system has fewer than `r` modes (their `b`, `c` are zero);
+    `realified` (n, 2r) maps the modal state to the original one, `x̂ = S [Re w; Im w]`, so a
+    real readout row `q` of `x̂` becomes the complex row `real_rows_to_complex(q S, r)`.
     Exact (same transfer function up to rounding) when all modes fit in `r` slots.
     Uses `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`).
     """
@@ -67,10 +69,10 @@ def modal_form(sys: LQOSystem, r: int):
     # A real mode's eigenvector is real up to a phase e^{iφ} (and its u-row up to e^{-iφ}):
     # undo it, so that b is real and the mode never excites Im w.
     lead = jnp.take_along_axis(b_modes, jnp.argmax(jnp.abs(b_modes), axis=1)[:, None], axis=1)[:, 0]
-    phase = jnp.where(is_real & (lead != 0), jnp.conj(lead) / jnp.where(lead != 0, jnp.abs(lead), 1), 1)
-    b_modes = jnp.where(is_real[:, None], jnp.real(b_modes * phase[:, None]), b_modes * phase[:, None])
+    phase = jnp.where(is_real & (lead != 0), jnp.conj(lead) / jnp.where(lead != 0, jnp.abs(lead), 1).astype(cdtype), 1)
+    b_modes = jnp.where(is_real[:, None], jnp.real(b_modes * phase[:, None]).astype(cdtype), b_modes * phase[:, None])
     v = v / phase[None, :]
-    mu = jnp.where(is_real, jnp.real(mu), mu)
+    mu = jnp.where(is_real, jnp.real(mu).astype(cdtype), mu)
     c_modes = (sys.C.astype(cdtype) @ v) * factor  # (p, n)
     quad_cols = None
     if sys.M is not None:
@@ -82,17 +84,17 @@ def modal_form(sys: LQOSystem, r: int):
     _, idx = lax.top_k(score, k)
     alive = representative[idx]
     poles = mu[idx]
-    b = b_modes[idx] * alive[:, None]
-    c = c_modes[:, idx] * alive[None, :]
+    b = jnp.where(alive[:, None], b_modes[idx], 0)
+    c = jnp.where(alive[None, :], c_modes[:, idx], 0)
+    # x̂ = Σ_i f_i Re(v_i w_i) = S [Re w; Im w] with S = [f Re V, −f Im V].
+    vs = jnp.where(alive[None, :], v[:, idx] * factor[idx][None, :], 0)
+    realified = jnp.concatenate([jnp.real(vs), -jnp.imag(vs)], axis=1)  # (n, 2k)
     f = g = None
     if sys.M is not None:
-        # x̂ = Σ_i f_i Re(v_i w_i) = S [Re w; Im w] with S = [f Re V, −f Im V].
-        vs = v[:, idx] * (factor[idx] * alive)[None, :]
-        s = jnp.concatenate([jnp.real(vs), -jnp.imag(vs)], axis=1)  # (n, 2k)
-        m_w = jnp.einsum("ab,jac,cd->jbd", s, sys.M, s)
+        m_w = jnp.einsum("ab,jac,cd->jbd", realified, sys.M, realified)
         f, g = quadratic_factors(0.5 * (m_w + jnp.swapaxes(m_w, -1, -2)), k)
     diag = DiagonalLQOSystem(poles, b, c, sys.D, F=f, G=g, dt=sys.dt)
-    return diag, ~is_real[idx] & alive, alive
+    return diag, ~is_real[idx] & alive, alive, realified
 
 
 def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:

@@ -51,15 +51,15 @@ class ModalParameters(eqx.Module):
     def poles(self, discrete: bool) -> Array:
         angle = self.angle * self.is_pair
         if discrete:
-            return jnp.exp(-jnp.exp(self.log_decay) + 1j * angle)
-        return -jnp.exp(self.log_decay) + 1j * angle
+            return jnp.exp(lax.complex(-jnp.exp(self.log_decay), angle))
+        return lax.complex(-jnp.exp(self.log_decay), angle)
 
     def system(self, d: Array, dt) -> DiagonalLQOSystem:
         pair = self.is_pair.astype(self.b.dtype)
-        b = self.b[0] + 1j * self.b[1] * pair[:, None]
-        c = self.c[0] + 1j * self.c[1]
-        f = None if self.f is None else self.f[0] + 1j * self.f[1]
-        g = None if self.g is None else self.g[0] + 1j * self.g[1]
+        b = lax.complex(self.b[0], self.b[1] * pair[:, None])
+        c = lax.complex(self.c[0], self.c[1])
+        f = None if self.f is None else lax.complex(self.f[0], self.f[1])
+        g = None if self.g is None else lax.complex(self.g[0], self.g[1])
         return DiagonalLQOSystem(self.poles(dt is not None), b, c, d, F=f, G=g, dt=dt)
 
 
@@ -88,7 +88,7 @@ def _initial(fom, r: int, horizon, init) -> tuple[DiagonalLQOSystem, Array]:
     if init is None:
         init, _ = balanced_truncation(fom, r, horizon=horizon)
     if isinstance(init, LQOSystem):
-        diag, is_pair, _ = modal_form(init, init.n)
+        diag, is_pair, _, _ = modal_form(init, init.n)
         return diag, is_pair.astype(diag.B.real.dtype)
     if isinstance(init, DiagonalLQOSystem):
         return init, jnp.ones(init.n, init.B.real.dtype)
@@ -112,7 +112,7 @@ def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart]:
     core = r.quad_core
     if core is not None:
         core = jnp.einsum("ab,jbc,cd->jad", u.conj().T, core.astype(u.dtype), u)
-    realisation = Realisation(t, u.conj().T @ r.b, r.c @ u, None, core, r.d, r.discrete, r.dt)
+    realisation = Realisation(t, u.conj().T @ r.b.astype(u.dtype), r.c.astype(u.dtype) @ u, None, core, r.d, r.discrete, r.dt)
     return realisation, BartelsStewart(left_upper_triangular=True)
 
 
@@ -313,7 +313,7 @@ def _to_real_order(rom: DiagonalLQOSystem, r: int) -> LQOSystem:
     from .._gramians import realisation_gramians
 
     p, q, _ = realisation_gramians(realise(dense, "reduce"), None)
-    return _project(dense, p, q, r)[0]
+    return _project(dense, p, q, r)[0][0]
 
 
 def tlh2(

@@ -1,0 +1,550 @@
+r"""Deep state-space models whose layers are complex-diagonal LQO systems.
+
+One layer maps an input sequence `s` (L, H) to an output sequence of the same shape:
+
+$$x_{k+1} = \lambda \odot x_k + B s_k,\qquad
+  y_k = \operatorname{Re}(C x_k) + D s_k
+        + \sum_{l=1}^{q} \operatorname{Re}(F_l x_k) \odot \operatorname{Re}(G_l x_k),$$
+$$s^{\text{out}}_k = \operatorname{LayerNorm}\bigl(s_k + \sigma(y_k)\bigr),\qquad
+  \sigma = \operatorname{GELU}.$$
+
+A [`DeepSSM`][jaxlqo.ssm.DeepSSM] stacks `ξ` such layers between a linear encoder and a
+mean-pooled linear classification head.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Optional, Union
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Inexact, PRNGKeyArray, Real
+
+from .._misc import default_float_dtype
+from .._simulate import simulate
+from .._systems import DiagonalLQOSystem
+
+#: The Lipschitz constant of the exact GELU `σ(x) = x Φ(x)`:
+#: `max |σ'(x)| = σ'(√2) = Φ(√2) + √2 φ(√2) ≈ 1.1289` (since `σ''(x) = φ(x)(2 − x²)`, the
+#: derivative `σ'(x) = Φ(x) + x φ(x)` has its extrema at `x = ±√2`, and `σ'(−√2) ≈ −0.1289`).
+GELU_LIPSCHITZ: float = 0.5 * (1.0 + math.erf(1.0)) + math.sqrt(2.0) * math.exp(-1.0) / math.sqrt(
+    2.0 * math.pi
+)
+
+#: The default `eps` of every layer's LayerNorm: `(v − mean) / sqrt(var + eps) ⊙ w + b`.
+LAYER_NORM_EPS: float = 1e-5
+
+
+def gelu(x: Array) -> Array:
+    r"""The exact GELU `σ(x) = x Φ(x)` (Φ the standard normal CDF), elementwise.
+
+    It is Lipschitz with constant [`GELU_LIPSCHITZ`][jaxlqo.ssm.GELU_LIPSCHITZ] `≈ 1.1289`;
+    the exact (erf) form is used, not the tanh approximation, so that constant is exact.
+    """
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _as_model_input(x, dtype, name: str, caller: str) -> Array:
+    """Cast a real input sequence to the model's dtype, explicitly (strict-promotion safe)."""
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        raise TypeError(f"{caller}: `{name}` must be real; got dtype {x.dtype}.")
+    return x.astype(dtype)
+
+
+def _check_ndim(x: Array, shape: tuple, name: str, caller: str, meaning: str) -> None:
+    ok = x.ndim == len(shape) and all(e is None or e == s for e, s in zip(shape, x.shape))
+    if not ok:
+        pretty = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ")"
+        raise ValueError(
+            f"{caller}: `{name}` must have shape {pretty} ({meaning}); got shape {x.shape}. "
+            "Models act on one sequence: batch with `jax.vmap`."
+        )
+
+
+class SSMLayer(eqx.Module):
+    r"""One deep-SSM layer: a complex-diagonal LQO block, GELU, residual and LayerNorm.
+
+    $$x_{k+1} = \lambda\odot x_k + B s_k,\quad
+      y_k = \operatorname{Re}(C x_k) + D s_k
+            + \sum_{l=1}^{q}\operatorname{Re}(F_l x_k)\odot\operatorname{Re}(G_l x_k),\quad
+      s^{\text{out}}_k = \operatorname{LayerNorm}(s_k + \sigma(y_k)),$$
+
+    with `x_0 = 0`, `H` inputs and outputs, `n` complex states and a rank-`q` gated
+    (bilinear) quadratic readout. The poles are parameterised stably,
+    `λ = exp(−exp(ν) + iθ)`, so `|λ| = exp(−exp(ν)) < 1` for every real `ν` and an optimiser
+    cannot leave the stable set. Every complex matrix is stored as two real arrays, so
+    optimisers only ever see real parameters. The LayerNorm is post-norm
+    (`eqx.nn.LayerNorm(H)`, learnable weight and bias, `eps` =
+    [`LAYER_NORM_EPS`][jaxlqo.ssm.LAYER_NORM_EPS] `= 1e-5` by default).
+
+    **Arguments** (random LRU-style initialisation; use
+    [`from_system`][jaxlqo.ssm.SSMLayer.from_system] to build a layer from given matrices):
+
+    - `key`: a PRNG key.
+    - `H`: keyword-only; the width (inputs = outputs of the block).
+    - `n`: keyword-only; the number of complex states.
+    - `quad_rank`: keyword-only; `q`, the number of products in the quadratic readout
+        (`0` gives an LTI block with `F = G = None`). Default 1.
+    - `r_min`, `r_max`: keyword-only; `|λ|` is drawn uniformly on the ring
+        `r_min ≤ |λ| ≤ r_max` (uniform in area, as in the LRU). Defaults 0.9 and 0.999.
+    - `max_phase`: keyword-only; `θ` is drawn uniformly on `[0, max_phase]`. Default `π`.
+    - `norm_eps`: keyword-only; the LayerNorm's `eps`.
+    - `dtype`: keyword-only; the real dtype of every parameter (default: JAX's default
+        float dtype, float64 under `jax_enable_x64`).
+
+    The initial `B` rows are scaled by `γ_i = sqrt(1 − |λ_i|²)` (the LRU normalisation), so
+    every state has unit-order stationary variance for unit-variance white input; `C`, `F`,
+    `G` have complex entries with `E|c|² = 1/n` and `D` real entries with variance `1/H`.
+
+    ??? cite "References"
+        A. Orvieto et al., "Resurrecting Recurrent Neural Networks for Long Sequences",
+        ICML 2023 (the LRU: ring initialisation, `exp(−exp(ν) + iθ)`, `γ` normalisation).
+    """
+
+    log_decay: Real[Array, " n"]
+    angle: Real[Array, " n"]
+    B_re: Real[Array, "n H"]
+    B_im: Real[Array, "n H"]
+    C_re: Real[Array, "H n"]
+    C_im: Real[Array, "H n"]
+    D: Real[Array, "H H"]
+    F_re: Optional[Real[Array, "H q n"]]
+    F_im: Optional[Real[Array, "H q n"]]
+    G_re: Optional[Real[Array, "H q n"]]
+    G_im: Optional[Real[Array, "H q n"]]
+    norm: eqx.nn.LayerNorm
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        *,
+        H: int,
+        n: int,
+        quad_rank: int = 1,
+        r_min: float = 0.9,
+        r_max: float = 0.999,
+        max_phase: float = math.pi,
+        norm_eps: float = LAYER_NORM_EPS,
+        dtype=None,
+    ):
+        for name, value in (("H", H), ("n", n)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"SSMLayer: `{name}` must be a positive int; got {value!r}.")
+        if not (isinstance(quad_rank, int) and quad_rank >= 0):
+            raise ValueError(f"SSMLayer: `quad_rank` must be an int ≥ 0; got {quad_rank!r}.")
+        if not (0.0 <= r_min < r_max < 1.0):
+            raise ValueError(
+                f"SSMLayer: need 0 ≤ r_min < r_max < 1 (a stable ring); got r_min={r_min}, "
+                f"r_max={r_max}."
+            )
+        dtype = default_float_dtype() if dtype is None else jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"SSMLayer: `dtype` must be a real float dtype; got {dtype}.")
+        k_nu, k_theta, k_b, k_c, k_d, k_f, k_g = jax.random.split(key, 7)
+        # |λ|² uniform on [r_min², r_max²] (uniform in area), then ν = log(−log|λ|).
+        u = jax.random.uniform(k_nu, (n,), dtype)
+        modulus_sq = u * (r_max**2 - r_min**2) + r_min**2
+        self.log_decay = jnp.log(-0.5 * jnp.log(modulus_sq))
+        self.angle = max_phase * jax.random.uniform(k_theta, (n,), dtype)
+        gamma = jnp.sqrt(1.0 - modulus_sq)
+
+        def complex_normal(k, shape, variance):
+            # Real and imaginary parts each carry half of E|z|² = variance.
+            re, im = jax.random.normal(k, (2,) + shape, dtype) * math.sqrt(0.5 * variance)
+            return re, im
+
+        B_re, B_im = complex_normal(k_b, (n, H), 1.0 / H)
+        self.B_re, self.B_im = gamma[:, None] * B_re, gamma[:, None] * B_im
+        self.C_re, self.C_im = complex_normal(k_c, (H, n), 1.0 / n)
+        self.D = jax.random.normal(k_d, (H, H), dtype) / math.sqrt(H)
+        if quad_rank == 0:
+            self.F_re = self.F_im = self.G_re = self.G_im = None
+        else:
+            self.F_re, self.F_im = complex_normal(k_f, (H, quad_rank, n), 1.0 / n)
+            self.G_re, self.G_im = complex_normal(k_g, (H, quad_rank, n), 1.0 / n)
+        self.norm = eqx.nn.LayerNorm(H, eps=norm_eps, dtype=dtype)
+
+    # --- sizes -----------------------------------------------------------------------------
+
+    @property
+    def H(self) -> int:
+        """The width: inputs = outputs of the LQO block."""
+        return self.D.shape[0]
+
+    @property
+    def n(self) -> int:
+        """The number of complex states."""
+        return self.log_decay.shape[0]
+
+    @property
+    def quad_rank(self) -> int:
+        """`q`, the number of products in the quadratic readout (0 for an LTI block)."""
+        return 0 if self.F_re is None else self.F_re.shape[1]
+
+    @property
+    def dtype(self):
+        """The real dtype of the parameters."""
+        return self.D.dtype
+
+    # --- the LQO block ---------------------------------------------------------------------
+
+    @property
+    def poles(self) -> Inexact[Array, " n"]:
+        """`λ = exp(−exp(ν) + iθ)`, always inside the unit disc."""
+        return jnp.exp(lax.complex(-jnp.exp(self.log_decay), self.angle))
+
+    def system(self) -> DiagonalLQOSystem:
+        """The layer's LQO block as a discrete-time [`jaxlqo.DiagonalLQOSystem`][] (`dt=1`).
+
+        **Returns:** the system with poles `(n,)`, `B (n, H)`, `C (H, n)`, `D (H, H)` and, if
+        `quad_rank > 0`, `F, G (H, q, n)`.
+        """
+        F = G = None
+        if self.F_re is not None:
+            F = lax.complex(self.F_re, self.F_im)
+            G = lax.complex(self.G_re, self.G_im)
+        return DiagonalLQOSystem(
+            self.poles,
+            lax.complex(self.B_re, self.B_im),
+            lax.complex(self.C_re, self.C_im),
+            self.D,
+            F=F,
+            G=G,
+            dt=1.0,
+        )
+
+    @classmethod
+    def from_system(
+        cls, system: DiagonalLQOSystem, norm: Optional[eqx.nn.LayerNorm] = None
+    ) -> "SSMLayer":
+        r"""A layer whose block is `system` (any number of states, e.g. a reduced one).
+
+        The poles are mapped back to the stable parameterisation,
+        `ν = log(−log|λ|)` and `θ = arg λ`, so `from_system(s).system()` reproduces `s` up
+        to rounding and a compressed layer with `r < n` states trains like any other layer.
+
+        **Arguments:**
+
+        - `system`: a discrete-time [`jaxlqo.DiagonalLQOSystem`][] with `H` inputs and `H`
+            outputs and every `|λ| < 1`.
+        - `norm`: the LayerNorm to use (typically the original layer's `layer.norm`);
+            `None` gives a fresh `eqx.nn.LayerNorm(H)` (unit weight, zero bias).
+
+        **Returns:** an `SSMLayer` in the real dtype of `system`.
+
+        **Raises:** `ValueError` for a continuous-time or non-square system or a `norm` of the
+        wrong shape; an `EquinoxRuntimeError` (via `eqx.error_if`) if a pole is not strictly
+        inside the unit disc, where `ν` would not exist.
+        """
+        caller = "SSMLayer.from_system"
+        if not isinstance(system, DiagonalLQOSystem):
+            raise TypeError(
+                f"{caller}: `system` must be a jaxlqo.DiagonalLQOSystem; got "
+                f"{type(system).__name__}."
+            )
+        if system.dt != 1.0:
+            raise ValueError(
+                f"{caller}: `system` must be discrete time with dt=1.0 (one step per sequence "
+                f"element); got dt={system.dt}."
+            )
+        if system.m != system.p:
+            raise ValueError(
+                f"{caller}: the block must have as many outputs as inputs (the residual "
+                f"connection adds them); got m={system.m} inputs and p={system.p} outputs."
+            )
+        H, n = system.m, system.n
+        if norm is not None and tuple(norm.shape) != (H,):
+            raise ValueError(
+                f"{caller}: `norm` must be a LayerNorm of shape ({H},); got shape {norm.shape}."
+            )
+        dtype = system.D.dtype
+        modulus = jnp.abs(system.poles)
+        modulus = eqx.error_if(
+            modulus,
+            ~jnp.all(modulus < 1),
+            f"{caller}: every pole must satisfy |λ| < 1 (the layer's parameterisation "
+            "λ = exp(−exp(ν) + iθ) only represents stable poles).",
+        )
+        # Every stable pole is representable: ν = log(−log|λ|) ∈ [−∞, +∞] for |λ| ∈ [0, 1).
+        log_decay = jnp.log(-jnp.log(modulus)).astype(dtype)
+        angle = jnp.angle(system.poles).astype(dtype)
+        q = 0 if system.F is None else system.F.shape[1]
+        skeleton = eqx.filter_eval_shape(
+            lambda: cls(jax.random.key(0), H=H, n=n, quad_rank=q, dtype=dtype)
+        )
+        if norm is None:
+            norm = eqx.nn.LayerNorm(H, eps=skeleton.norm.eps, dtype=dtype)
+        leaves = [
+            log_decay,
+            angle,
+            jnp.real(system.B),
+            jnp.imag(system.B),
+            jnp.real(system.C),
+            jnp.imag(system.C),
+            system.D,
+            norm,
+        ]
+
+        def where(layer):
+            return [
+                layer.log_decay,
+                layer.angle,
+                layer.B_re,
+                layer.B_im,
+                layer.C_re,
+                layer.C_im,
+                layer.D,
+                layer.norm,
+            ]
+
+        layer = eqx.tree_at(where, skeleton, leaves)
+        if q > 0:
+            layer = eqx.tree_at(
+                lambda l: (l.F_re, l.F_im, l.G_re, l.G_im),
+                layer,
+                (
+                    jnp.real(system.F),
+                    jnp.imag(system.F),
+                    jnp.real(system.G),
+                    jnp.imag(system.G),
+                ),
+            )
+        return layer
+
+    # --- the layer map ---------------------------------------------------------------------
+
+    def block(self, s: Float[Array, "L H"]) -> Float[Array, "L H"]:
+        """The LQO block's output `y` (L, H) for the input sequence `s`, from `x_0 = 0`."""
+        s = _as_model_input(s, self.dtype, "s", "SSMLayer")
+        _check_ndim(s, (None, self.H), "s", "SSMLayer", f"(L, H) with H = {self.H}")
+        return simulate(self.system(), s)
+
+    def __call__(self, s: Float[Array, "L H"]) -> Float[Array, "L H"]:
+        """`s_out = LayerNorm(s + σ(y))` per time step, `y` the block output (parallel scan).
+
+        **Arguments:**
+
+        - `s`: one input sequence, shape `(L, H)` (cast to the layer's dtype).
+
+        **Returns:** the output sequence, shape `(L, H)`.
+        """
+        s = _as_model_input(s, self.dtype, "s", "SSMLayer")
+        y = self.block(s)
+        return jax.vmap(self.norm)(s + gelu(y))
+
+
+def _per_layer(value, layers: int, name: str) -> tuple:
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * layers
+    value = tuple(int(v) for v in value)
+    if len(value) != layers:
+        raise ValueError(
+            f"DeepSSM: `{name}` must be an int or a sequence of one int per layer "
+            f"({layers}); got {len(value)} values."
+        )
+    return value
+
+
+class DeepSSM(eqx.Module):
+    r"""A deep SSM classifier: encoder, `ξ` [`SSMLayer`][jaxlqo.ssm.SSMLayer]s, mean pool, head.
+
+    $$s^{(0)}_k = W_{\text{enc}} u_k + b_{\text{enc}},\qquad
+      s^{(i)} = \text{layer}_i(s^{(i-1)}),\qquad
+      \text{logits} = W_{\text{head}} \tfrac{1}{L}\textstyle\sum_k s^{(\xi)}_k + b_{\text{head}}.$$
+
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `d_in`: keyword-only; input features per time step.
+    - `H`: keyword-only; the width of every layer.
+    - `n`: keyword-only; states per layer: an int, or one int per layer (as after a
+        compression that keeps different orders per layer).
+    - `layers`: keyword-only; `ξ`, the number of SSM layers.
+    - `n_classes`: keyword-only; the number of logits.
+    - `quad_rank`: keyword-only; the rank of each layer's quadratic readout (int or one per
+        layer, `0` for LTI blocks). Default 1.
+    - `r_min`, `r_max`, `max_phase`, `norm_eps`: keyword-only; passed to every
+        [`SSMLayer`][jaxlqo.ssm.SSMLayer].
+    - `dtype`: keyword-only; the real parameter dtype (default: JAX's default float dtype).
+
+    Every method acts on one sequence `u` of shape `(L, d_in)`, cast to the model's dtype;
+    batch with `jax.vmap`.
+    """
+
+    encoder: eqx.nn.Linear
+    layers: tuple[SSMLayer, ...]
+    head: eqx.nn.Linear
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        *,
+        d_in: int,
+        H: int,
+        n: Union[int, Sequence[int]],
+        layers: int,
+        n_classes: int,
+        quad_rank: Union[int, Sequence[int]] = 1,
+        r_min: float = 0.9,
+        r_max: float = 0.999,
+        max_phase: float = math.pi,
+        norm_eps: float = LAYER_NORM_EPS,
+        dtype=None,
+    ):
+        if not (isinstance(layers, int) and layers >= 1):
+            raise ValueError(f"DeepSSM: `layers` must be a positive int; got {layers!r}.")
+        ns = _per_layer(n, layers, "n")
+        qs = _per_layer(quad_rank, layers, "quad_rank")
+        dtype = default_float_dtype() if dtype is None else jnp.dtype(dtype)
+        k_enc, k_head, *k_layers = jax.random.split(key, 2 + layers)
+        self.encoder = eqx.nn.Linear(d_in, H, key=k_enc, dtype=dtype)
+        self.layers = tuple(
+            SSMLayer(
+                k,
+                H=H,
+                n=n_i,
+                quad_rank=q_i,
+                r_min=r_min,
+                r_max=r_max,
+                max_phase=max_phase,
+                norm_eps=norm_eps,
+                dtype=dtype,
+            )
+            for k, n_i, q_i in zip(k_layers, ns, qs)
+        )
+        self.head = eqx.nn.Linear(H, n_classes, key=k_head, dtype=dtype)
+
+    # --- sizes -----------------------------------------------------------------------------
+
+    @property
+    def d_in(self) -> int:
+        return self.encoder.in_features
+
+    @property
+    def H(self) -> int:
+        return self.encoder.out_features
+
+    @property
+    def n_classes(self) -> int:
+        return self.head.out_features
+
+    @property
+    def dtype(self):
+        """The real parameter dtype."""
+        return self.encoder.weight.dtype
+
+    def architecture(self) -> dict:
+        """The hyperparameters that rebuild this model's skeleton (JSON-serialisable).
+
+        `n` and `quad_rank` are ints when every layer shares them, else per-layer lists.
+        """
+
+        def collapse(values):
+            return values[0] if len(set(values)) == 1 else list(values)
+
+        return {
+            "d_in": self.d_in,
+            "H": self.H,
+            "n": collapse([layer.n for layer in self.layers]),
+            "layers": len(self.layers),
+            "n_classes": self.n_classes,
+            "quad_rank": collapse([layer.quad_rank for layer in self.layers]),
+            "norm_eps": self.layers[0].norm.eps,
+            "dtype": jnp.dtype(self.dtype).name,
+        }
+
+    # --- forward maps ----------------------------------------------------------------------
+
+    def encode(self, u: Float[Array, "L d_in"]) -> Float[Array, "L H"]:
+        """The first layer's input `s⁽⁰⁾_k = W_enc u_k + b_enc`, shape `(L, H)`."""
+        u = _as_model_input(u, self.dtype, "u", "DeepSSM")
+        _check_ndim(u, (None, self.d_in), "u", "DeepSSM", f"(L, d_in) with d_in = {self.d_in}")
+        return jax.vmap(self.encoder)(u)
+
+    def layer_inputs(self, u: Float[Array, "L d_in"]) -> list[Array]:
+        """The input sequence `s⁽ⁱ⁻¹⁾` (L, H) of each layer `i = 1, …, ξ`, in order."""
+        s = self.encode(u)
+        inputs = []
+        for layer in self.layers:
+            inputs.append(s)
+            s = layer(s)
+        return inputs
+
+    def features(self, u: Float[Array, "L d_in"]) -> Float[Array, "L H"]:
+        """The last layer's output sequence `s⁽ξ⁾` (L, H), before pooling."""
+        s = self.encode(u)
+        for layer in self.layers:
+            s = layer(s)
+        return s
+
+    def classify(self, features: Float[Array, "L H"]) -> Float[Array, " n_classes"]:
+        """`W_head mean_k(s⁽ξ⁾_k) + b_head`: the logits from the last layer's outputs."""
+        return self.head(jnp.mean(features, axis=0))
+
+    def __call__(self, u: Float[Array, "L d_in"]) -> Float[Array, " n_classes"]:
+        """The logits (n_classes,) for one input sequence `u` of shape `(L, d_in)`."""
+        return self.classify(self.features(u))
+
+    # --- surgery and bookkeeping -----------------------------------------------------------
+
+    def with_layers(self, layers: Sequence[SSMLayer]) -> "DeepSSM":
+        """A copy with the SSM layers replaced (e.g. by compressed ones with fewer states)."""
+        layers = tuple(layers)
+        if len(layers) != len(self.layers):
+            raise ValueError(
+                f"DeepSSM.with_layers: expected {len(self.layers)} layers; got {len(layers)}."
+            )
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, SSMLayer) or layer.H != self.H:
+                raise ValueError(
+                    f"DeepSSM.with_layers: layer {i} must be an SSMLayer of width H = {self.H}."
+                )
+        return eqx.tree_at(lambda m: m.layers, self, layers)
+
+    def parameter_counts(self) -> dict:
+        """Trainable real scalars by part (a complex entry would count 2).
+
+        **Returns:** a dict with `"ssm"` (poles `ν, θ` and `B, C, F, G`: everything whose
+        size grows with the state dimension, i.e. what order reduction removes),
+        `"feedthrough"` (`D`), `"norm"`, `"encoder"`, `"head"` and `"total"`.
+        """
+        ssm = feedthrough = norm = 0
+        for layer in self.layers:
+            ssm += _count(
+                (
+                    layer.log_decay,
+                    layer.angle,
+                    layer.B_re,
+                    layer.B_im,
+                    layer.C_re,
+                    layer.C_im,
+                    layer.F_re,
+                    layer.F_im,
+                    layer.G_re,
+                    layer.G_im,
+                )
+            )
+            feedthrough += _count(layer.D)
+            norm += _count(layer.norm)
+        counts = {
+            "ssm": ssm,
+            "feedthrough": feedthrough,
+            "norm": norm,
+            "encoder": _count(self.encoder),
+            "head": _count(self.head),
+        }
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def trainable_parameter_count(self) -> int:
+        """The number of trainable real scalars (inexact array leaves; complex counts 2)."""
+        return _count(self)
+
+
+def _count(tree) -> int:
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return sum(x.size * (2 if jnp.iscomplexobj(x) else 1) for x in leaves)
