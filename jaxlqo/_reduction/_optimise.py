@@ -47,9 +47,13 @@ class ModalParameters(eqx.Module):
     f: Optional[Array]  # (2, p, k, r)
     g: Optional[Array]
     is_pair: Array = eqx.field(static=False)
+    # False: the TLH2 baseline's unconstrained poles μ = log_decay + i·angle (no stability).
+    stable: bool = eqx.field(static=True, default=True)
 
     def poles(self, discrete: bool) -> Array:
         angle = self.angle * self.is_pair
+        if not self.stable:
+            return lax.complex(self.log_decay, angle)
         if discrete:
             return jnp.exp(lax.complex(-jnp.exp(self.log_decay), angle))
         return lax.complex(-jnp.exp(self.log_decay), angle)
@@ -189,7 +193,8 @@ def _minimise(objective, params, max_steps: int, tol: float):
         return step + 1, params, state, best, best_value, optax.tree.norm(grad), history
 
     carry = (0, params, state, params, value0, gnorm0, history)
-    steps, params, _, best, best_value, _, history = lax.while_loop(cond, body, carry)
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 indices
+        steps, params, _, best, best_value, _, history = lax.while_loop(cond, body, carry)
     value, grad = jax.value_and_grad(objective)(params)
     better = value < best_value
     best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), params, best)
@@ -332,11 +337,14 @@ def tlh2(
     not see instability, so the result may be unstable: check it with [`jaxlqo.is_stable`][],
     or use [`jaxlqo.reduce`][], whose iterates are stable by construction.
 
-    **Arguments:** as for [`jaxlqo.reduce`][]; `horizon` is required and `init` (default:
-    time-limited balanced truncation, realified for a diagonal `fom`, of real order `r`, or
-    `2r` for a diagonal `fom`) must be a dense `LQOSystem`.
+    **Arguments:** as for [`jaxlqo.reduce`][]; `horizon` is required. A dense `fom` is
+    reduced over dense matrices of order `r` (`init`: a dense `LQOSystem`, default
+    time-limited balanced truncation). A diagonal `fom` is reduced over diagonal models with
+    `r` complex states whose poles are free complex numbers (no stability map) and whose
+    quadratic readout keeps its rank, initialised by time-limited balanced truncation.
 
-    **Returns:** a [`jaxlqo.Solution`][] whose `.value` is a dense `LQOSystem`.
+    **Returns:** a [`jaxlqo.Solution`][] whose `.value` is an `LQOSystem` (dense `fom`) or a
+    `DiagonalLQOSystem` (diagonal `fom`); `.stats["stable"]` says whether it is stable.
 
     References: Sakamoto, Sato, arXiv 2601.08372 (TLH2); Goyal, Redmann (2019).
     """
@@ -354,6 +362,8 @@ def tlh2(
 
 @eqx.filter_jit
 def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
+    if isinstance(fom, DiagonalLQOSystem) and init is None:
+        return _tlh2_modal(fom, order // 2, horizon, max_steps, tol)
     if init is None:
         init, _ = balanced_truncation(fom.to_dense(), order, horizon=horizon)
     params0 = (init.A, init.B, init.C, init.M)
@@ -366,5 +376,21 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     rom = LQOSystem(*best, init.D, dt=init.dt)
     stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
+    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
+
+
+def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol) -> Solution:
+    """TLH2 in the diagonal class: poles `μ` free in ℂ (no stability map), readout ranks kept."""
+    rom0, _ = balanced_truncation(fom, r, horizon=horizon)
+    p = parameters_from(rom0, jnp.ones(r, rom0.D.dtype))
+    params0 = ModalParameters(
+        jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False
+    )
+    fom_r = realise(fom, "tlh2")
+    objective = _error_objective(fom_r, None, horizon, None, rom0.D, rom0.dt)
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    rom = best.system(rom0.D, rom0.dt)
+    stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)
     result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
