@@ -4,6 +4,16 @@ Layers, a classifier, sequential data sets, training and checkpoints. scikit-lea
 optional extra `jaxlqo[ssm]`) is needed only by `load_digits_sequences`.
 """
 
+from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
+from ._compress import (
+    METHODS as METHODS,
+    bound_weights as bound_weights,
+    compress as compress,
+    compress_layer as compress_layer,
+    layer_input_second_moments as layer_input_second_moments,
+    output_error as output_error,
+    output_error_bound as output_error_bound,
+)
 from ._data import (
     load_digits_sequences as load_digits_sequences,
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,

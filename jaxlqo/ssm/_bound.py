@@ -13,7 +13,8 @@ trajectory from the same `s⁰`. For one input sequence of length `L` define, wi
     ηⁱ_k = δ_{i,1} W_k + δ_{i,2} W_k² + ‖Σ̂_{i,1}‖ E_k + ‖Σ̂_{i,2}‖ E_k (2 W_k + E_k)
            + ‖D_i‖₂ εⁱ⁻¹_k,
     Δⁱ_k = εⁱ⁻¹_k + ℓ_σ ηⁱ_k,
-    εⁱ_k = ‖γ_i‖_∞ Δⁱ_k / √( max(‖P aⁱ_k‖ − Δⁱ_k, 0)²/H + ε ),   aⁱ_k = sⁱ⁻¹_k + σ(yⁱ_k).
+    εⁱ_k = ‖γ_i‖_∞ min( Δⁱ_k / √( max(‖P aⁱ_k‖ − Δⁱ_k, 0)²/H + ε ),  ‖g(P aⁱ_k)‖ + √H ),
+    aⁱ_k = sⁱ⁻¹_k + σ(yⁱ_k),   g(w) = w / √(‖w‖²/H + ε).
 
 Then `‖sⁱ_k − ŝⁱ_k‖₂ ≤ εⁱ_k` for every layer `i` and step `k`; in particular
 `max_k ‖s_out,k − ŝ_out,k‖₂ ≤ max_k ε^ξ_k`.
@@ -35,7 +36,9 @@ of the kernel gives `B(s, s) − B(ŝ, ŝ) = B(d, s + ŝ)`, bounded by
 (3) *LayerNorm.* `g(w) = w / √(‖w‖²/H + ε)` has Jacobian `(I − w wᵀ/(Hρ²))/ρ`,
 `ρ = √(‖w‖²/H + ε)`, of operator norm `≤ 1/ρ`. On the segment from `P aⁱ_k` to `P âⁱ_k`,
 which lies in the ball of radius `Δⁱ_k` (`‖P‖ = 1`), `‖w‖ ≥ ‖P aⁱ_k‖ − Δⁱ_k`; the mean value
-inequality and `‖γ ⊙ z‖ ≤ ‖γ‖_∞ ‖z‖` give `‖sⁱ_k − ŝⁱ_k‖ ≤ εⁱ_k`. ∎
+inequality and `‖γ ⊙ z‖ ≤ ‖γ‖_∞ ‖z‖` give the first term of the minimum. For the second,
+`‖g(w)‖ = ‖w‖ / √(‖w‖²/H + ε) < √H` for every `w`, so
+`‖g(P aⁱ_k) − g(P âⁱ_k)‖ ≤ ‖g(P aⁱ_k)‖ + √H` whatever the perturbation (β cancels). ∎
 
 The bound is computed from the *full* model's trajectory and the layerwise h2 quantities only
 (never from the compressed trajectory). To first order in the layer errors it is a weighted sum
@@ -50,11 +53,8 @@ from jaxtyping import Array
 
 from .._norms import h2_error, h2_norm
 from .._systems import DiagonalLQOSystem
-from .._simulate import simulate
+from ._model import GELU_LIPSCHITZ
 
-# max_x |d/dx GELU(x)|: for the exact GELU, d²/dx² = φ(x)(2 − x²) vanishes at x = √2, where
-# GELU' = Φ(√2) + √2 φ(√2) ≈ 1.1289; the tanh approximation peaks at ≈ 1.1295. 1.13 covers both.
-GELU_LIPSCHITZ = 1.13
 
 
 def linear_part(sys: DiagonalLQOSystem) -> DiagonalLQOSystem:
@@ -104,8 +104,12 @@ def layer_quantities(full: DiagonalLQOSystem, reduced: DiagonalLQOSystem, horizo
 
 def _window_norm(x: Array) -> Array:
     """`‖x‖_{[0,k)} = (Σ_{j<k} x_j²)^{1/2}` for each k, from per-step norms `x` (L,)."""
-    cumulative = jnp.cumsum(x**2)
-    return jnp.sqrt(jnp.concatenate([jnp.zeros((1,), x.dtype), cumulative[:-1]]))
+    squared = jnp.cumsum(x**2)
+    squared = jnp.concatenate([jnp.zeros((1,), x.dtype), squared[:-1]])
+    # Double-where: the bound is differentiated at zero error (bound_weights), where a plain
+    # sqrt has an infinite derivative.
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
 def bound_from_quantities(trajectory, quantities, norms) -> Array:
@@ -138,5 +142,7 @@ def bound_from_quantities(trajectory, quantities, norms) -> Array:
         delta = eps_prev + GELU_LIPSCHITZ * eta
         centred = jnp.linalg.norm(a - jnp.mean(a, axis=-1, keepdims=True), axis=-1)
         rho = jnp.sqrt(jnp.maximum(centred - delta, 0.0) ** 2 / width + ln_eps)
-        eps_prev = gamma_max * delta / rho
+        # LayerNorm's normalised output has norm < √H, so the error never exceeds the sum.
+        normalised = centred / jnp.sqrt(centred**2 / width + ln_eps)
+        eps_prev = gamma_max * jnp.minimum(delta / rho, normalised + jnp.sqrt(width))
     return eps_prev
