@@ -101,30 +101,33 @@ def output_error(model: DeepSSM, compressed: DeepSSM, inputs: Array) -> Array:
 def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array, Array]:
     r"""First-order weights `(α_i, β_i)` of the bound: `bound ≈ Σ_i α_i δ_{i,1} + β_i δ_{i,2}`.
 
-    The derivative of the mean (over `inputs`) bound with respect to each layer's linear and
-    quadratic h2 errors at zero error (reduced norms = full norms). Shallow layers weigh more:
-    their errors pass through every later layer.
+    The one-sided derivative of the mean (over `inputs`) bound with respect to each layer's
+    linear and quadratic h2 errors at zero error (reduced norms = full norms). Near zero the
+    bound is positively homogeneous in the errors (it contains `ℓ2` norms of error
+    profiles, which have no derivative at 0 but a one-sided one), so each weight is the
+    bound at a tiny error `t` along one coordinate, divided by `t`. Shallow layers weigh
+    more: their errors pass through every later layer.
     """
     inputs = inputs[None] if inputs.ndim == 2 else inputs
     horizon = inputs.shape[1] if horizon is None else horizon
     base = [layer_quantities(l.system(), l.system(), horizon) for l in model.layers]
     norms = _norm_constants(model)
     trajectories = jax.vmap(lambda u: full_trajectory(model, u))(inputs)
+    step = 1e-7
 
+    @jax.vmap
     def mean_bound(deltas):
         qs = [
             eqx.tree_at(lambda q: (q.linear_error, q.quadratic_error), q, (d[0], d[1]))
             for q, d in zip(base, deltas)
         ]
+        per_input = jax.vmap(lambda traj: jnp.max(bound_from_quantities(traj, qs, norms)))
+        return jnp.mean(per_input(trajectories))
 
-        def one(traj):
-            return jnp.max(bound_from_quantities(traj, qs, norms))
-
-        return jnp.mean(jax.vmap(one)(trajectories))
-
-    zeros = jnp.zeros((len(model.layers), 2), inputs.dtype)
-    grads = jax.grad(mean_bound)(zeros)
-    return grads[:, 0], grads[:, 1]
+    layers = len(model.layers)
+    directions = step * jnp.eye(2 * layers, dtype=inputs.dtype).reshape(2 * layers, layers, 2)
+    weights = (mean_bound(directions) / step).reshape(layers, 2)
+    return weights[:, 0], weights[:, 1]
 
 
 def _ranks(rank, layers: int) -> tuple[int, ...]:

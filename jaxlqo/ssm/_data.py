@@ -11,7 +11,6 @@ Every loader returns a dict of NumPy arrays:
 import gzip
 import os
 import pathlib
-from typing import Optional
 
 import numpy as np
 
@@ -108,9 +107,9 @@ def _find(root: pathlib.Path, stem: str) -> pathlib.Path:
 def load_fashion_mnist_sequences(
     *,
     pool: int = 2,
-    root: Optional[os.PathLike] = None,
-    max_train: Optional[int] = None,
-    max_test: Optional[int] = None,
+    root: os.PathLike | None = None,
+    max_train: int | None = None,
+    max_test: int | None = None,
 ) -> dict:
     r"""Fashion-MNIST (28×28 grey-scale, 10 classes) as pixel sequences, from local files.
 

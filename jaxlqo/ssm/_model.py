@@ -12,9 +12,9 @@ A [`DeepSSM`][jaxlqo.ssm.DeepSSM] stacks `ξ` such layers between a linear encod
 mean-pooled linear classification head.
 """
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Optional, Union
 
 import equinox as eqx
 import jax
@@ -56,13 +56,48 @@ def _as_model_input(x, dtype, name: str, caller: str) -> Array:
 
 
 def _check_ndim(x: Array, shape: tuple, name: str, caller: str, meaning: str) -> None:
-    ok = x.ndim == len(shape) and all(e is None or e == s for e, s in zip(shape, x.shape))
+    ok = x.ndim == len(shape) and all(
+        e is None or e == s for e, s in zip(shape, x.shape, strict=False)
+    )
     if not ok:
         pretty = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ")"
         raise ValueError(
             f"{caller}: `{name}` must have shape {pretty} ({meaning}); got shape {x.shape}. "
             "Models act on one sequence: batch with `jax.vmap`."
         )
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 7))
+def _lru_init(key, H, n, quad_rank, r_min, r_max, max_phase, dtype) -> dict:
+    """The random initial parameters of an `SSMLayer`.
+
+    One uniform and one normal draw, sliced into the parameters: XLA compiles the counter-based
+    generator once per draw, so this compiles far faster than one draw per parameter.
+    """
+    k_uniform, k_normal = jax.random.split(key)
+    uniform = jax.random.uniform(k_uniform, (2, n), dtype)
+    # |λ|² uniform on [r_min², r_max²] (uniform in area), then ν = log(−log|λ|).
+    modulus_sq = uniform[0] * (r_max**2 - r_min**2) + r_min**2
+    out = {
+        "log_decay": jnp.log(-0.5 * jnp.log(modulus_sq)),
+        "angle": max_phase * uniform[1],
+    }
+    shapes = {"B": (n, H), "C": (H, n)}
+    if quad_rank > 0:
+        shapes.update(F=(H, quad_rank, n), G=(H, quad_rank, n))
+    sizes = [2 * math.prod(shape) for shape in shapes.values()] + [H * H]
+    normal = jax.random.normal(k_normal, (sum(sizes),), dtype)
+    pieces = jnp.split(normal, np.cumsum(sizes)[:-1].tolist())
+    gamma = jnp.sqrt(1.0 - modulus_sq)[:, None]
+    for (name, shape), piece in zip(shapes.items(), pieces, strict=False):  # D is last
+        # Complex entries with E|z|² = 1/H for B and 1/n otherwise, half in each part.
+        variance = 1.0 / H if name == "B" else 1.0 / n
+        re, im = piece.reshape((2,) + shape) * math.sqrt(0.5 * variance)
+        if name == "B":
+            re, im = gamma * re, gamma * im  # the LRU normalisation γ = sqrt(1 − |λ|²)
+        out[name + "_re"], out[name + "_im"] = re, im
+    out["D"] = pieces[-1].reshape(H, H) / math.sqrt(H)
+    return out
 
 
 class SSMLayer(eqx.Module):
@@ -112,10 +147,10 @@ class SSMLayer(eqx.Module):
     C_re: Real[Array, "H n"]
     C_im: Real[Array, "H n"]
     D: Real[Array, "H H"]
-    F_re: Optional[Real[Array, "H q n"]]
-    F_im: Optional[Real[Array, "H q n"]]
-    G_re: Optional[Real[Array, "H q n"]]
-    G_im: Optional[Real[Array, "H q n"]]
+    F_re: Real[Array, "H q n"] | None
+    F_im: Real[Array, "H q n"] | None
+    G_re: Real[Array, "H q n"] | None
+    G_im: Real[Array, "H q n"] | None
     norm: eqx.nn.LayerNorm
 
     def __init__(
@@ -144,28 +179,13 @@ class SSMLayer(eqx.Module):
         dtype = default_float_dtype() if dtype is None else jnp.dtype(dtype)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"SSMLayer: `dtype` must be a real float dtype; got {dtype}.")
-        k_nu, k_theta, k_b, k_c, k_d, k_f, k_g = jax.random.split(key, 7)
-        # |λ|² uniform on [r_min², r_max²] (uniform in area), then ν = log(−log|λ|).
-        u = jax.random.uniform(k_nu, (n,), dtype)
-        modulus_sq = u * (r_max**2 - r_min**2) + r_min**2
-        self.log_decay = jnp.log(-0.5 * jnp.log(modulus_sq))
-        self.angle = max_phase * jax.random.uniform(k_theta, (n,), dtype)
-        gamma = jnp.sqrt(1.0 - modulus_sq)
-
-        def complex_normal(k, shape, variance):
-            # Real and imaginary parts each carry half of E|z|² = variance.
-            re, im = jax.random.normal(k, (2,) + shape, dtype) * math.sqrt(0.5 * variance)
-            return re, im
-
-        B_re, B_im = complex_normal(k_b, (n, H), 1.0 / H)
-        self.B_re, self.B_im = gamma[:, None] * B_re, gamma[:, None] * B_im
-        self.C_re, self.C_im = complex_normal(k_c, (H, n), 1.0 / n)
-        self.D = jax.random.normal(k_d, (H, H), dtype) / math.sqrt(H)
-        if quad_rank == 0:
-            self.F_re = self.F_im = self.G_re = self.G_im = None
-        else:
-            self.F_re, self.F_im = complex_normal(k_f, (H, quad_rank, n), 1.0 / n)
-            self.G_re, self.G_im = complex_normal(k_g, (H, quad_rank, n), 1.0 / n)
+        params = _lru_init(key, H, n, quad_rank, r_min, r_max, max_phase, dtype)
+        self.log_decay, self.angle = params["log_decay"], params["angle"]
+        self.B_re, self.B_im = params["B_re"], params["B_im"]
+        self.C_re, self.C_im = params["C_re"], params["C_im"]
+        self.D = params["D"]
+        self.F_re, self.F_im = params.get("F_re"), params.get("F_im")
+        self.G_re, self.G_im = params.get("G_re"), params.get("G_im")
         self.norm = eqx.nn.LayerNorm(H, eps=norm_eps, dtype=dtype)
 
     # --- sizes -----------------------------------------------------------------------------
@@ -219,7 +239,7 @@ class SSMLayer(eqx.Module):
 
     @classmethod
     def from_system(
-        cls, system: DiagonalLQOSystem, norm: Optional[eqx.nn.LayerNorm] = None
+        cls, system: DiagonalLQOSystem, norm: eqx.nn.LayerNorm | None = None
     ) -> "SSMLayer":
         r"""A layer whose block is `system` (any number of states, e.g. a reduced one).
 
@@ -385,10 +405,10 @@ class DeepSSM(eqx.Module):
         *,
         d_in: int,
         H: int,
-        n: Union[int, Sequence[int]],
+        n: int | Sequence[int],
         layers: int,
         n_classes: int,
-        quad_rank: Union[int, Sequence[int]] = 1,
+        quad_rank: int | Sequence[int] = 1,
         r_min: float = 0.9,
         r_max: float = 0.999,
         max_phase: float = math.pi,
@@ -414,7 +434,7 @@ class DeepSSM(eqx.Module):
                 norm_eps=norm_eps,
                 dtype=dtype,
             )
-            for k, n_i, q_i in zip(k_layers, ns, qs)
+            for k, n_i, q_i in zip(k_layers, ns, qs, strict=True)
         )
         self.head = eqx.nn.Linear(H, n_classes, key=k_head, dtype=dtype)
 

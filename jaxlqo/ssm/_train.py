@@ -12,7 +12,7 @@ import importlib.resources
 import json
 import pathlib
 import time
-from typing import Any, Optional
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -214,7 +214,7 @@ def _json_default(x):
     raise TypeError(f"save_checkpoint: metadata value {x!r} is not JSON-serialisable.")
 
 
-def save_checkpoint(path, model: DeepSSM, metadata: Optional[dict] = None) -> pathlib.Path:
+def save_checkpoint(path, model: DeepSSM, metadata: dict | None = None) -> pathlib.Path:
     """Write `model` to `<path>.eqx` (its leaves) and `<path>.json` (how to rebuild it).
 
     The JSON sidecar holds `"format"`, `"architecture"` (from
@@ -281,9 +281,7 @@ def load_checkpoint(path, *, dtype=None) -> tuple[DeepSSM, dict]:
             f"load_checkpoint: {base} is to be loaded in float64 but `jax_enable_x64` is off; "
             'call `jax.config.update("jax_enable_x64", True)` first, or pass dtype="float32".'
         )
-    skeleton = eqx.filter_eval_shape(
-        lambda: DeepSSM(jax.random.key(0), **arch, dtype=target)
-    )
+    skeleton = eqx.filter_eval_shape(lambda: DeepSSM(jax.random.key(0), **arch, dtype=target))
 
     def fill(f, like):
         if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
@@ -311,4 +309,3 @@ def load_default_model(*, dtype=None) -> tuple[DeepSSM, dict]:
     weights = importlib.resources.files("jaxlqo.ssm").joinpath("weights")
     with importlib.resources.as_file(weights) as folder:
         return load_checkpoint(pathlib.Path(folder) / "digits", dtype=dtype)
-

@@ -1,0 +1,138 @@
+"""Deep-SSM compression: every method runs, and the output-error bound is never violated."""
+
+import json
+
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlqo as lqo
+import jaxlqo.ssm as ssm
+
+
+def _tiny_model(seed: int, H: int = 3, n: int = 6, layers: int = 2):
+    return ssm.DeepSSM(jax.random.key(seed), d_in=1, H=H, n=n, layers=layers, n_classes=3)
+
+
+def _random_reduction(system: lqo.DiagonalLQOSystem, r: int, scale: float, rng) -> lqo.DiagonalLQOSystem:
+    """Truncate to `r` states and perturb every matrix: an arbitrary (stable) reduced block."""
+    def noise(x):
+        z = rng.standard_normal(x.shape) + (1j * rng.standard_normal(x.shape) if jnp.iscomplexobj(x) else 0)
+        return x + scale * jnp.asarray(z, x.dtype) * (jnp.abs(x) + 1e-3).astype(x.dtype)
+
+    shrink = np.exp(-scale * rng.uniform(0, 1, r))
+    poles = system.poles[:r] * jnp.asarray(shrink, system.poles.dtype)
+    f = None if system.F is None else noise(system.F[..., :r])
+    g = None if system.G is None else noise(system.G[..., :r])
+    return lqo.DiagonalLQOSystem(
+        poles, noise(system.B[:r]), noise(system.C[:, :r]), system.D, F=f, G=g, dt=1.0
+    )
+
+
+@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.given(
+    seed=st.integers(0, 2**16),
+    ranks=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    scale=st.sampled_from([0.0, 0.01, 0.1, 1.0]),
+    input_scale=st.sampled_from([0.1, 1.0, 5.0]),
+)
+def test_bound_is_never_violated(seed, ranks, scale, input_scale):
+    model = _tiny_model(seed % 7)
+    rng = np.random.default_rng(seed)
+    layers = [
+        ssm.SSMLayer.from_system(_random_reduction(layer.system(), r, scale, rng), layer.norm)
+        for layer, r in zip(model.layers, ranks)
+    ]
+    compressed = model.with_layers(layers)
+    inputs = jnp.asarray(input_scale * rng.standard_normal((6, 10, 1)))
+    bound = ssm.output_error_bound(model, compressed, inputs)
+    error = ssm.output_error(model, compressed, inputs)
+    assert bound.shape == error.shape == (6,)
+    assert jnp.all(error <= bound * (1 + 1e-9) + 1e-12), (error, bound)
+
+
+def test_bound_is_zero_without_compression_and_tight_order():
+    model = _tiny_model(0)
+    inputs = jnp.asarray(np.random.default_rng(0).standard_normal((4, 10, 1)))
+    bound = ssm.output_error_bound(model, model, inputs)
+    assert jnp.all(bound <= 1e-6), bound
+    assert jnp.all(ssm.output_error(model, model, inputs) == 0)
+
+
+def test_bound_weights_favour_shallow_layers():
+    model = _tiny_model(1, layers=3)
+    inputs = jnp.asarray(np.random.default_rng(1).standard_normal((8, 12, 1)))
+    alpha, beta = ssm.bound_weights(model, inputs)
+    assert alpha.shape == beta.shape == (3,)
+    assert jnp.all(jnp.isfinite(alpha)) and jnp.all(alpha > 0) and jnp.all(beta > 0)
+    assert alpha[0] > alpha[-1]
+
+
+def test_bound_matches_first_order_weights_for_small_errors():
+    """For a tiny perturbation the bound is ≈ Σ α δ₁ + β δ₂ (its first-order form)."""
+    model = _tiny_model(2)
+    rng = np.random.default_rng(2)
+    inputs = jnp.asarray(rng.standard_normal((5, 10, 1)))
+    layers = [
+        ssm.SSMLayer.from_system(_random_reduction(layer.system(), layer.n, 1e-7, rng), layer.norm)
+        for layer in model.layers
+    ]
+    compressed = model.with_layers(layers)
+    alpha, beta = ssm.bound_weights(model, inputs)
+    q = [ssm.layer_quantities(a.system(), b.system(), 10) for a, b in zip(model.layers, compressed.layers)]
+    first_order = sum(a * x.linear_error + b * x.quadratic_error for a, b, x in zip(alpha, beta, q))
+    bound = jnp.mean(ssm.output_error_bound(model, compressed, inputs))
+    assert bound == pytest.approx(float(first_order), rel=0.05)
+
+
+@pytest.mark.parametrize("method", ssm.METHODS)
+def test_every_method_gives_a_model_of_the_requested_rank(method):
+    model = _tiny_model(3, n=8)
+    inputs = jnp.asarray(np.random.default_rng(3).standard_normal((16, 10, 1)))
+    compressed, info = ssm.compress(model, (3, 2), method=method, calibration=inputs, max_steps=5)
+    assert info["ranks"] == (3, 2)
+    if compressed is None:  # only the unconstrained TLH2 baseline may come out unstable
+        assert method == "tlh2" and not info["stable"]
+        return
+    assert [layer.n for layer in compressed.layers] == [3, 2]
+    assert compressed.trainable_parameter_count() < model.trainable_parameter_count()
+    error = ssm.output_error(model, compressed, inputs)
+    assert jnp.all(error <= ssm.output_error_bound(model, compressed, inputs) * (1 + 1e-9))
+
+
+def test_compress_errors():
+    model = _tiny_model(4)
+    inputs = jnp.zeros((2, 5, 1))
+    with pytest.raises(ValueError, match="unknown method"):
+        ssm.compress(model, 2, method="nope", calibration=inputs)
+    with pytest.raises(ValueError, match="calibration"):
+        ssm.compress(model, 2, method="h2-input")
+    with pytest.raises(ValueError, match="one entry per layer"):
+        ssm.compress(model, (1, 2, 3), method="bt")
+    with pytest.raises(ValueError, match="between 1"):
+        ssm.compress(model, 0, method="bt")
+
+
+def test_cli_runs_a_reduced_sweep(tmp_path):
+    from jaxlqo.cli import main
+
+    out_json = tmp_path / "table.json"
+    main(
+        [
+            "compress", "--ranks", "12", "--methods", "bt,h2-input", "--test-limit", "40",
+            "--calibration", "32", "--max-steps", "3", "--json", str(out_json), "--out",
+            str(tmp_path),
+        ]
+    )
+    records = json.loads(out_json.read_text())
+    assert [(r["method"], r["rank"]) for r in records] == [("bt", 12), ("h2-input", 12)]
+    keys = {"method", "rank", "params_removed", "accuracy", "original_accuracy", "output_error", "bound"}
+    for r in records:
+        assert keys <= set(r)
+        assert 0 < r["params_removed"] < 1
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["original_accuracy"] <= 1
+        assert 0 <= r["output_error"] <= r["bound"]
+    assert (tmp_path / "compress.png").exists()
