@@ -80,6 +80,7 @@ def propagator(a: Array, discrete: bool, horizon) -> Array:
 
 def _sandwich(phi1: Array, x: Array, phi2: Array) -> Array:
     """`Φ₁ X Φ₂ᴴ` for dense or 1-D `Φ`."""
+    phi1, phi2 = phi1.astype(x.dtype), phi2.astype(x.dtype)  # a real Φ meets a complex X
     left = phi1[:, None] * x if phi1.ndim == 1 else phi1 @ x
     return left * jnp.conj(phi2)[None, :] if phi2.ndim == 1 else left @ phi2.conj().T
 
