@@ -56,7 +56,7 @@ def compress_main(args) -> list[dict]:
     else:
         model, metadata = ssm.load_checkpoint(args.model)
     if args.dataset == "digits":
-        data = ssm.load_digits_sequences(metadata.get("data_seed", 0))
+        data = ssm.load_digits_sequences(metadata.get("split_seed", 0))
     else:
         data = ssm.load_fashion_mnist_sequences()
     test_x, test_y = data["test_inputs"], data["test_labels"]

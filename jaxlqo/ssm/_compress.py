@@ -179,6 +179,22 @@ def _unpad(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
     return DiagonalLQOSystem(sys.poles[:r], sys.B[:r], sys.C[:, :r], sys.D, F=f, G=g, dt=sys.dt)
 
 
+@eqx.filter_jit
+def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
+    return modal_truncation(sys, r)
+
+
+@eqx.filter_jit
+def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSystem:
+    """Balanced truncation, of the input-weighted block `B W^{1/2}` when `roots` is given."""
+    if roots is None:
+        return balanced_truncation(sys, r, horizon=horizon)[0]
+    root, inverse_root = roots
+    rom, _ = balanced_truncation(_with_input_weight(sys, root), r, horizon=horizon)
+    # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
+    return _with_input_weight(rom, inverse_root)
+
+
 def compress_layer(
     sys: DiagonalLQOSystem,
     r: int,
@@ -193,35 +209,29 @@ def compress_layer(
     """Reduce one layer's block to `r` states with `method` (see [`jaxlqo.ssm.compress`][])."""
     info = {}
     input_aware = method.endswith("-input")
-    root = inverse_root = None
-    if input_aware:
-        root, inverse_root = _weight_root(second_moment)
     if method == "modal":
-        return modal_truncation(sys, r), info
-    if method in ("bt", "bt-input") or method in ("h2", "h2-input", "bound", "bound-input"):
-        target = _with_input_weight(sys, root) if input_aware else sys
-        rom, _ = balanced_truncation(target, r, horizon=horizon)
-        if input_aware:  # the projection is linear in B: undo the weight on the reduced B
-            rom = _with_input_weight(rom, inverse_root)
-        if method in ("bt", "bt-input"):
-            return rom, info
+        return _modal(sys, r), info
+    if method == "tlh2":
+        sol = tlh2(sys, r, horizon=horizon if horizon is not None else 10 * sys.n, max_steps=max_steps)
+        info["stable"] = bool(sol.stats["stable"])
+        return sol.value, info
+    roots = _weight_root(second_moment) if input_aware else None
+    rom = _balanced(sys, r, horizon, roots)
+    if method in ("bt", "bt-input"):
+        return rom, info
+    if method in ("h2", "h2-input", "bound", "bound-input"):
         slots = r if slots is None else slots
-        weight = None if not input_aware else second_moment
         sol = reduce(
             sys,
             slots,
             horizon=horizon,
             init=_pad(rom, slots),
-            weight=weight,
+            weight=second_moment if input_aware else None,
             split=split if method.startswith("bound") else None,
             max_steps=max_steps,
         )
         info["steps"] = int(sol.stats["steps"])
         return _unpad(sol.value, r), info
-    if method == "tlh2":
-        sol = tlh2(sys, r, horizon=horizon if horizon is not None else 10 * sys.n, max_steps=max_steps)
-        info["stable"] = bool(sol.stats["stable"])
-        return sol.value, info
     raise ValueError(f"compress: unknown method {method!r}; choose from {METHODS}.")
 
 
