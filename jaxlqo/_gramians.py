@@ -231,7 +231,7 @@ def psd_sqrt_factor(g: Array) -> Array:
     """
     g = 0.5 * (g + g.conj().T)
     w, v = jnp.linalg.eigh(g)
-    return v * jnp.sqrt(jnp.clip(w, 0.0))[None, :]
+    return v * jnp.sqrt(jnp.clip(w, 0.0)).astype(v.dtype)[None, :]  # complex v: explicit cast
 
 
 def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = True):

@@ -60,8 +60,9 @@ def modal_form(sys: LQOSystem, r: int):
     a = sys.A
     mu, v = jnp.linalg.eig(a)
     u = jnp.linalg.inv(v)
-    scale = jnp.maximum(jnp.abs(mu), 1.0)
-    is_real = jnp.abs(jnp.imag(mu)) <= 1e3 * jnp.finfo(a.dtype).eps * scale
+    # Exactly real, as LAPACK returns them: a (nearly) repeated real eigenvalue may come as a
+    # conjugate pair with tiny imaginary parts, whose eigenvectors are not real up to a phase.
+    is_real = jnp.imag(mu) == 0
     representative = is_real | (jnp.imag(mu) > 0)
     factor = jnp.where(is_real, 1.0, 2.0)
     cdtype = mu.dtype

@@ -80,6 +80,7 @@ def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
     else:
         decay = -jnp.real(mu)
         angle = jnp.imag(mu)
+    decay = jnp.abs(decay)  # an unstable init pole (e.g. time-limited BT) is mirrored to stable
     tiny = jnp.finfo(decay.dtype).tiny
     f = None if rom.F is None else _split(rom.F)
     g = None if rom.G is None else _split(rom.G)
