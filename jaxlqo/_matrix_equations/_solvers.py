@@ -109,6 +109,13 @@ class Kronecker(AbstractSylvesterSolver):
         sol = lx.linear_solve(operator, c.reshape(-1), lx.LU(), throw=False)
         return sol.value.reshape(c.shape)
 
+    def separation_ok(self, state):
+        # Rounding turns an exactly singular Kronecker matrix into a merely ill-conditioned
+        # one, whose "solution" is huge but has a small residual: judge by the condition.
+        sigma = jnp.linalg.svd(state, compute_uv=False)
+        eps = jnp.finfo(sigma.dtype).eps
+        return sigma[-1] > 16 * eps * state.shape[0] * sigma[0]
+
 
 class _Triangularised(eqx.Module):
     """`A = U T Uᴴ` with `T` triangular (upper unless `lower`); diagonal `A` has `U = None`."""
@@ -276,8 +283,9 @@ class Doubling(AbstractSylvesterSolver):
             return step + 1, x_new, a_k @ a_k, b_k @ b_k, change.astype(rdtype)
 
         init = (0, c, a, b, jnp.array(jnp.inf, rdtype))
-        _, x, _, _, _ = lax.while_loop(cond, body, init)
-        return x
+        _, x, _, _, change = lax.while_loop(cond, body, init)
+        # Not converged (ρ(A)ρ(B) ≥ 1): NaN makes the caller report `not_converged`.
+        return jnp.where(change <= tol, x, jnp.nan)
 
 
 class MatrixSign(AbstractSylvesterSolver):
@@ -331,8 +339,9 @@ class MatrixSign(AbstractSylvesterSolver):
             return step + 1, a_new, d_new, e_new, change.astype(rdtype)
 
         init = (0, a, d, -c, jnp.array(jnp.inf, rdtype))
-        _, _, _, e, _ = lax.while_loop(cond, body, init)
-        return 0.5 * e
+        _, _, _, e, change = lax.while_loop(cond, body, init)
+        # Not converged (spectra not in the open left half-plane): NaN → `not_converged`.
+        return jnp.where(change <= tol, 0.5 * e, jnp.nan)
 
 
 class AutoSolver(AbstractSylvesterSolver):
