@@ -76,6 +76,12 @@ def output_error_bound(model: DeepSSM, compressed: DeepSSM, inputs: Array, *, ho
     single = inputs.ndim == 2
     inputs = inputs[None] if single else inputs
     horizon = inputs.shape[1] if horizon is None else horizon
+    bounds = _output_error_bound(model, compressed, inputs, horizon)
+    return bounds[0] if single else bounds
+
+
+@eqx.filter_jit
+def _output_error_bound(model, compressed, inputs, horizon):
     quantities = [
         layer_quantities(full.system(), reduced.system(), horizon)
         for full, reduced in zip(model.layers, compressed.layers)
@@ -85,17 +91,20 @@ def output_error_bound(model: DeepSSM, compressed: DeepSSM, inputs: Array, *, ho
     def one(u):
         return jnp.max(bound_from_quantities(full_trajectory(model, u), quantities, norms))
 
-    bounds = jax.vmap(one)(inputs)
-    return bounds[0] if single else bounds
+    return jax.vmap(one)(inputs)
 
 
 def output_error(model: DeepSSM, compressed: DeepSSM, inputs: Array) -> Array:
     """The measured `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence `(N,)`."""
     single = inputs.ndim == 2
-    inputs = inputs[None] if single else inputs
-    diff = jax.vmap(model.features)(inputs) - jax.vmap(compressed.features)(inputs)
-    errors = jnp.max(jnp.linalg.norm(diff, axis=-1), axis=-1)
+    errors = _output_error(model, compressed, inputs[None] if single else inputs)
     return errors[0] if single else errors
+
+
+@eqx.filter_jit
+def _output_error(model, compressed, inputs):
+    diff = jax.vmap(model.features)(inputs) - jax.vmap(compressed.features)(inputs)
+    return jnp.max(jnp.linalg.norm(diff, axis=-1), axis=-1)
 
 
 def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array, Array]:
