@@ -55,7 +55,9 @@ class ModalParameters(eqx.Module):
         if not self.stable:
             return lax.complex(self.log_decay, angle)
         if discrete:
-            return jnp.exp(lax.complex(-jnp.exp(self.log_decay), angle))
+            mu = jnp.exp(lax.complex(-jnp.exp(self.log_decay), angle))
+            # A real mode keeps the sign of its initial pole (θ = π: a negative real pole).
+            return jnp.where((self.is_pair == 0) & (jnp.cos(self.angle) < 0), -mu, mu)
         return lax.complex(-jnp.exp(self.log_decay), angle)
 
     def system(self, d: Array, dt) -> DiagonalLQOSystem:
