@@ -17,7 +17,6 @@ import time
 import jax
 
 jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.signal as ss  # noqa: E402
 from _timing import print_table  # noqa: E402

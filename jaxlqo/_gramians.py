@@ -20,7 +20,6 @@ truncation for linear dynamical systems with quadratic outputs", IEEE TAC 67 (20
 W. Gawronski, J.-N. Juang, "Model reduction in limited time and frequency intervals" (1990).
 """
 
-from typing import Optional
 
 import jax.lax as lax
 import jax.numpy as jnp

@@ -47,7 +47,6 @@ amplified by every later layer) are [`jaxlqo.ssm.bound_weights`][].
 """
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 

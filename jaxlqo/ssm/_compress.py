@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .._gramians import psd_sqrt_factor
 from .._reduction import balanced_truncation, modal_truncation, reduce, tlh2
 from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
