@@ -22,10 +22,22 @@ import jax.scipy.linalg as jsl
 import optax
 from jaxtyping import Array
 
-from .._gramians import check_horizon, is_stable_matrix, solve_gramian_equation
+from .._gramians import (
+    check_horizon,
+    is_stable_matrix,
+    psd_sqrt_factor,
+    realisation_gramians,
+    solve_gramian_equation,
+)
 from .._matrix_equations import BartelsStewart
 from .._misc import complex_dtype
-from .._norms import _check_pair, _feedthrough_term, h2_error_squared, h2_inner_product
+from .._norms import (
+    _check_pair,
+    _feedthrough_term,
+    _safe_sqrt,
+    h2_error_squared,
+    h2_inner_product,
+)
 from .._realisation import Realisation, realise
 from .._solution import RESULTS, Solution
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
@@ -131,11 +143,6 @@ def _quadratic_part(r: Realisation) -> Realisation:
     return r._replace(c=jnp.zeros_like(r.c), d=jnp.zeros_like(r.d))
 
 
-def _safe_sqrt(x: Array) -> Array:
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
-
-
 def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, split=None):
     """The objective over modal parameters, with the constant `⟨Σ,Σ⟩` computed once.
 
@@ -223,8 +230,6 @@ def _weight_factor(weight, m: int):
     weight = jnp.asarray(weight)
     if weight.shape != (m, m):
         raise ValueError(f"reduce: `weight` must be an (m, m) = ({m}, {m}) matrix; got {weight.shape}.")
-    from .._gramians import psd_sqrt_factor
-
     return jnp.real(psd_sqrt_factor(weight))
 
 
@@ -318,8 +323,6 @@ def _to_real_order(rom: DiagonalLQOSystem, r: int) -> LQOSystem:
     dense = rom.to_dense()
     if dense.n == r:
         return dense
-    from .._gramians import realisation_gramians
-
     p, q, _ = realisation_gramians(realise(dense, "reduce"), None)
     return _project(dense, p, q, r)[0][0]
 
