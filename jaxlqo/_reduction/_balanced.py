@@ -18,21 +18,29 @@ from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
 from ._modal import modal_form, real_rows_to_complex
 
 
-def _project(sys: LQOSystem, p: Array, q: Array, r: int):
-    """Square-root balancing projection of a real dense system onto its `r` dominant states.
+def _balancing_projection(p: Array, q: Array, r: int):
+    """`(T, W, σ)`: the square-root balancing bases of Gramians `P`, `Q` (real or complex).
 
-    With `P = Z_P Z_Pᵀ`, `Q = Z_Q Z_Qᵀ` and `Z_Qᵀ Z_P = U Σ Vᵀ`:
-    `T = Z_P V_r Σ_r^{-1/2}`, `W = Z_Q U_r Σ_r^{-1/2}` (so `Wᵀ T = I`), and
-    `Â = Wᵀ A T`, `B̂ = Wᵀ B`, `Ĉ = C T`, `M̂_j = Tᵀ M_j T`.
+    With `P = Z_P Z_Pᴴ`, `Q = Z_Q Z_Qᴴ` and `Z_Qᴴ Z_P = U Σ Vᴴ`:
+    `T = Z_P V_r Σ_r^{-1/2}`, `W = Z_Q U_r Σ_r^{-1/2}`, so `Wᴴ T = I`.
     """
     zp, zq = psd_sqrt_factor(p), psd_sqrt_factor(q)
-    u, sigma, vt = jnp.linalg.svd(zq.T @ zp)
+    u, sigma, vh = jnp.linalg.svd(zq.conj().T @ zp)
     # Truncated directions with σ = 0 would divide by zero; they carry nothing, so a
     # floor keeps the projection finite (such a rom is exact anyway).
     floor = jnp.finfo(sigma.dtype).tiny ** 0.5
-    inv_sqrt = 1 / jnp.sqrt(jnp.maximum(sigma[:r], floor))
-    t = zp @ vt[:r].T * inv_sqrt[None, :]
+    inv_sqrt = (1 / jnp.sqrt(jnp.maximum(sigma[:r], floor))).astype(zp.dtype)
+    t = zp @ vh[:r].conj().T * inv_sqrt[None, :]
     w = zq @ u[:, :r] * inv_sqrt[None, :]
+    return t, w, sigma
+
+
+def _project(sys: LQOSystem, p: Array, q: Array, r: int):
+    """Square-root balancing projection of a real dense system onto its `r` dominant states.
+
+    With the bases of `_balancing_projection`: `Â = Wᵀ A T`, `B̂ = Wᵀ B`, `Ĉ = C T`, `M̂_j = Tᵀ M_j T`.
+    """
+    t, w, sigma = _balancing_projection(p, q, r)
     m = None if sys.M is None else jnp.einsum("ab,jac,cd->jbd", t, sys.M, t)
     rom = LQOSystem(w.T @ sys.A @ t, w.T @ sys.B, sys.C @ t, m, sys.D, dt=sys.dt)
     return (rom, t), sigma
@@ -60,12 +68,7 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
     )
     p, q, _ = realisation_gramians(realisation, horizon)
     with jax.numpy_dtype_promotion("standard"):  # psd_sqrt_factor: complex eigvecs × real sqrt
-        zp, zq = psd_sqrt_factor(p), psd_sqrt_factor(q)
-    u, sigma, vh = jnp.linalg.svd(zq.conj().T @ zp)
-    floor = jnp.finfo(sigma.dtype).tiny ** 0.5
-    inv_sqrt = (1 / jnp.sqrt(jnp.maximum(sigma[:r], floor))).astype(zp.dtype)
-    t = zp @ vh[:r].conj().T * inv_sqrt[None, :]
-    w = zq @ u[:, :r] * inv_sqrt[None, :]
+        t, w, _ = _balancing_projection(p, q, r)
     a_hat = w.conj().T @ (sys.poles[:, None] * t)
     mu, v = jnp.linalg.eig(a_hat)
     tv = t @ v
