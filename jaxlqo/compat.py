@@ -1,0 +1,297 @@
+r"""python-control / MATLAB-flavoured names for jaxlqo's functions (`jaxlqo.compat`).
+
+For code ported from python-control or MATLAB: the same names, argument orders and **sign
+conventions** as python-control (`control.lyap` etc., which follow MATLAB), computed by
+jaxlqo's differentiable, `jit`-able solvers. Mind the signs: python-control writes the
+Lyapunov equation with `+Q` on the left (`A X + X Aᵀ + Q = 0`), SciPy and jaxlqo's native
+[`jaxlqo.solve_continuous_lyapunov`][] with `Q` on the right (`A X + X Aᴴ = Q`).
+
+| `jaxlqo.compat` | equation / meaning | native jaxlqo call |
+|---|---|---|
+| `lyap(A, Q)` | `A X + X Aᵀ + Q = 0` | `solve_continuous_lyapunov(A, -Q)` |
+| `lyap(A, Q, C)` | `A X + X Q + C = 0` (Sylvester) | `solve_sylvester(A, Q, -C)` |
+| `lyap(A, Q, None, E)` | `A X Eᵀ + E X Aᵀ + Q = 0` | `solve_continuous_lyapunov(E⁻¹A, -E⁻¹QE⁻ᵀ)` |
+| `dlyap(A, Q)` | `A X Aᵀ − X + Q = 0` | `solve_discrete_lyapunov(A, Q)` |
+| `dlyap(A, Q, C)` | `A X Qᵀ − X + C = 0` (Sylvester) | `solve_discrete_sylvester(A, Q.T, C)` |
+| `dlyap(A, Q, None, E)` | `A X Aᵀ − E X Eᵀ + Q = 0` | `solve_discrete_lyapunov(E⁻¹A, E⁻¹QE⁻ᵀ)` |
+| `gram(sys, 'c')` / `'o'` | controllability / observability Gramian | `controllability_gramian(sys)` / `observability_gramian(sys)` |
+| `gram(sys, 'cf')` / `'of'` | upper-triangular `R` with `W = Rᵀ R` | `cholesky` of the Gramian, transposed |
+| `hsvd(sys)` | Hankel singular values, decreasing | `hankel_singular_values(sys)` |
+| `balred(sys, orders)` | balanced truncation to `orders` states | `balanced_truncation(sys, r)[0]` |
+| `norm(sys, 2)` | h2 norm (`inf` if unstable) | `h2_norm(sys, throw=False).value` |
+| `ss(A, B, C, D, dt)` | a system, python-control's `dt` | `LQOSystem(A, B, C, D=D, dt=...)` |
+
+(For complex matrices every `ᵀ` above is `ᴴ`, as in python-control's SciPy path.)
+
+**Systems.** Every function taking `sys` accepts a python-control `StateSpace` (or other
+python-control LTI object), a `scipy.signal` `lti`/`dlti`, or a jaxlqo system. python-control
+and SciPy objects are converted with [`jaxlqo.from_control`][] / [`jaxlqo.from_scipy`][]
+(python-control's `dt=0` is continuous time, `dt=True` becomes `dt=1.0`).
+
+**Returns.** Arrays are JAX arrays (they convert with `np.asarray`, and differentiate);
+`norm` returns a JAX scalar (`float(...)` gives the number); `balred` returns a system of
+the kind it was given (a python-control system for a python-control input, etc.).
+
+**Differences from python-control.** No slycot is needed. `gram`, `hsvd` and `balred` also
+work in discrete time (python-control's `hsvd` raises there, and its `balred` always treats
+the system as continuous). For a system with a quadratic output, `gram(sys, 'o')`, `hsvd`
+and `balred` use the LQO observability Gramian. An unstable system raises in `gram`, `hsvd`
+and `balred` (python-control's `balred` instead keeps the unstable part, `alpha`) and gives
+`inf` in `norm` (without python-control's warning). `method` arguments choosing between
+slycot and SciPy are accepted and ignored; `balred(method='matchdc')` and `norm(sys, 'inf')`
+are not implemented.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._gramians import (
+    controllability_gramian,
+    hankel_singular_values,
+    observability_gramian,
+)
+from ._interop import (
+    _external_dt,
+    _is_control,
+    _is_scipy,
+    from_control,
+    from_scipy,
+    to_control,
+    to_scipy,
+)
+from ._matrix_equations import (
+    AbstractSylvesterSolver,
+    AutoSolver,
+    solve_continuous_lyapunov,
+    solve_discrete_lyapunov,
+    solve_discrete_sylvester,
+    solve_sylvester,
+)
+from ._misc import as_inexact_array, check_shape, common_inexact_dtype
+from ._norms import h2_norm
+from ._reduction import balanced_truncation
+from ._systems import AbstractSystem, LQOSystem
+
+__all__ = ["balred", "dlyap", "gram", "hsvd", "lyap", "norm", "ss"]
+
+
+def _check_method(method, caller: str) -> None:
+    if method not in (None, "scipy", "slycot"):
+        raise ValueError(
+            f"{caller}: `method` must be None, 'scipy' or 'slycot' (accepted for python-control "
+            f"compatibility and ignored: jaxlqo's own solver is used); got {method!r}."
+        )
+
+
+def _matrices(caller: str, **named):
+    """Arrays as 2-D (python-control's `ndmin=2`), cast to one common inexact dtype."""
+    out = {}
+    for name, x in named.items():
+        if x is None:
+            out[name] = None
+            continue
+        x = as_inexact_array(x, name, caller)
+        if x.ndim > 2:
+            raise ValueError(f"{caller}: `{name}` must be a matrix (2-D); got shape {x.shape}.")
+        out[name] = jnp.atleast_2d(x)
+    dtype = common_inexact_dtype(*out.values())
+    return [None if x is None else x.astype(dtype) for x in out.values()]
+
+
+def _generalised(A, Q, E, caller: str):
+    """`(E⁻¹A, E⁻¹ Q E⁻ᴴ)`: the standard form of a generalized Lyapunov/Stein equation."""
+    n = A.shape[0]
+    check_shape(E, (n, n), "E", caller, f"square (n, n) with n = {n} from A")
+    a = jnp.linalg.solve(E, A)
+    q = jnp.linalg.solve(E, jnp.linalg.solve(E, Q).conj().T).conj().T
+    return a, q
+
+
+def _check_square(A, caller: str) -> int:
+    check_shape(A, (None, None), "A", caller, "(n, n)")
+    n = A.shape[0]
+    check_shape(A, (n, n), "A", caller, "square (n, n)")
+    return n
+
+
+def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = AutoSolver()):
+    r"""python-control's `lyap`: the continuous Lyapunov equation $A X + X A^\top + Q = 0$.
+
+    - `lyap(A, Q)` solves $A X + X A^\top + Q = 0$ (note the sign of `Q`: the native
+        [`jaxlqo.solve_continuous_lyapunov`][] solves $A X + X A^H = Q$).
+    - `lyap(A, Q, C)` solves the Sylvester equation $A X + X Q + C = 0$.
+    - `lyap(A, Q, None, E)` solves the generalized equation $A X E^\top + E X A^\top + Q = 0$
+        (`E` invertible), as $\tilde A X + X \tilde A^\top + E^{-1} Q E^{-\top} = 0$ with
+        $\tilde A = E^{-1} A$.
+
+    **Arguments:** `A` (n, n); `Q` (n, n), or (m, m) for Sylvester; `C` (n, m); `E` (n, n);
+    `method` is accepted for compatibility and ignored; `solver` (keyword-only) is any
+    [`jaxlqo.AbstractSylvesterSolver`][].
+
+    **Returns:** `X`, a JAX array. Raises (through `eqx.error_if`) on a singular equation or
+    non-finite input.
+    """
+    caller = "lyap"
+    _check_method(method, caller)
+    if C is not None and E is not None:
+        raise ValueError(
+            f"{caller}: pass `C` (Sylvester equation) or `E` (generalized Lyapunov equation), "
+            "not both."
+        )
+    A, Q, C, E = _matrices(caller, A=A, Q=Q, C=C, E=E)
+    _check_square(A, caller)
+    if C is not None:
+        return solve_sylvester(A, Q, -C, solver=solver)
+    if E is not None:
+        A, Q = _generalised(A, Q, E, caller)
+    return solve_continuous_lyapunov(A, -Q, solver=solver)
+
+
+def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = AutoSolver()):
+    r"""python-control's `dlyap`: the discrete Lyapunov equation $A X A^\top - X + Q = 0$.
+
+    - `dlyap(A, Q)` solves $A X A^\top - X + Q = 0$ (same sign as the native
+        [`jaxlqo.solve_discrete_lyapunov`][]).
+    - `dlyap(A, Q, C)` solves the Sylvester equation $A X Q^\top - X + C = 0$ (python-control
+        needs slycot for this one; here it is `solve_discrete_sylvester(A, Q.T, C)`).
+    - `dlyap(A, Q, None, E)` solves $A X A^\top - E X E^\top + Q = 0$ (`E` invertible).
+
+    Arguments and returns as for [`jaxlqo.compat.lyap`][].
+    """
+    caller = "dlyap"
+    _check_method(method, caller)
+    if C is not None and E is not None:
+        raise ValueError(
+            f"{caller}: pass `C` (Sylvester equation) or `E` (generalized Lyapunov equation), "
+            "not both."
+        )
+    A, Q, C, E = _matrices(caller, A=A, Q=Q, C=C, E=E)
+    _check_square(A, caller)
+    if C is not None:
+        return solve_discrete_sylvester(A, Q.T, C, solver=solver)
+    if E is not None:
+        A, Q = _generalised(A, Q, E, caller)
+    return solve_discrete_lyapunov(A, Q, solver=solver)
+
+
+def _as_system(sys, caller: str) -> AbstractSystem:
+    if isinstance(sys, AbstractSystem):
+        return sys
+    if _is_control(sys):
+        return from_control(sys)
+    if _is_scipy(sys):
+        return from_scipy(sys)
+    raise TypeError(
+        f"{caller}: `sys` must be a python-control StateSpace, a scipy.signal lti/dlti or a "
+        f"jaxlqo system; got {type(sys).__name__}."
+    )
+
+
+def gram(sys, type):
+    r"""python-control's `gram`: the controllability (`'c'`) or observability (`'o'`) Gramian.
+
+    $$A W_c + W_c A^\top + B B^\top = 0,\qquad A^\top W_o + W_o A + C^\top C = 0$$
+
+    in continuous time, $A W_c A^\top - W_c + B B^\top = 0$ (and its dual) in discrete time.
+    `'cf'` / `'of'` return the upper-triangular Cholesky factor `R` with $W = R^\top R$ (the
+    Gramian must then be positive definite, i.e. the system controllable / observable).
+
+    **Arguments:** `sys` (python-control, SciPy or jaxlqo system); `type` one of `'c'`, `'o'`,
+    `'cf'`, `'of'` (the name shadows the builtin, as in python-control).
+
+    **Returns:** a JAX array. Raises for an unstable system (as python-control does).
+    """
+    caller = "gram"
+    if type not in ("c", "o", "cf", "of"):
+        raise ValueError(f"{caller}: `type` must be 'c', 'o', 'cf' or 'of'; got {type!r}.")
+    s = _as_system(sys, caller)
+    w = controllability_gramian(s) if type[0] == "c" else observability_gramian(s)
+    if type in ("c", "o"):
+        return w
+    return jnp.linalg.cholesky(0.5 * (w + w.conj().T)).conj().T
+
+
+def hsvd(sys):
+    r"""python-control's `hsvd`: the Hankel singular values $\sqrt{\lambda_i(W_c W_o)}$, decreasing.
+
+    Continuous or discrete time (python-control supports only continuous). A
+    [`jaxlqo.DiagonalLQOSystem`][] with `n` complex states has `2n` values. Returns a JAX array.
+    """
+    return hankel_singular_values(_as_system(sys, "hsvd"))
+
+
+def balred(sys, orders, method="truncate", alpha=None):
+    r"""python-control's `balred`: balanced truncation to `orders` states.
+
+    **Arguments:**
+
+    - `sys`: python-control, SciPy or jaxlqo system (stable; continuous or discrete time).
+    - `orders`: an int, or a sequence of ints (then a list of systems is returned). For a
+        [`jaxlqo.DiagonalLQOSystem`][] it counts complex states (see
+        [`jaxlqo.balanced_truncation`][]).
+    - `method`: only `'truncate'` (python-control's `'matchdc'` is not implemented).
+    - `alpha`: must be `None` (unstable systems are not split into stable and unstable parts).
+
+    **Returns:** the reduced system(s), of the same kind as `sys`; the feedthrough `D` is kept.
+    """
+    caller = "balred"
+    if method != "truncate":
+        raise ValueError(
+            f"{caller}: only method='truncate' is implemented; got {method!r}. For "
+            "'matchdc' use python-control (`control.balred(lqo.to_control(sys), r, "
+            "method='matchdc')`, needs slycot)."
+        )
+    if alpha is not None:
+        raise ValueError(
+            f"{caller}: `alpha` (stability boundary for splitting unstable systems) is not "
+            "supported; pass alpha=None and a stable system."
+        )
+    s = _as_system(sys, caller)
+    scalar = isinstance(orders, (int, np.integer))
+    results = []
+    for r in [orders] if scalar else list(orders):
+        rom, _ = balanced_truncation(s, int(r))
+        if _is_control(sys):
+            rom = to_control(rom)
+        elif _is_scipy(sys):
+            rom = to_scipy(rom)
+        results.append(rom)
+    return results[0] if scalar else results
+
+
+def norm(sys, p=2, tol=1e-6, print_warning=True, method=None):
+    r"""python-control's `norm` (`system_norm`) for `p=2`: the h2 norm.
+
+    $$\|G\|_{h_2}^2 = \operatorname{tr}(C W_c C^\top) \;(+\operatorname{tr}(D D^\top)
+      \text{ in discrete time}),$$
+
+    `inf` for an unstable system and for a continuous-time system with `D ≠ 0` (as
+    python-control). LQO systems include the quadratic-output term (see [`jaxlqo.h2_norm`][]).
+    `tol`, `print_warning` and `method` are accepted for compatibility and ignored.
+
+    **Returns:** a JAX scalar.
+    """
+    caller = "norm"
+    _check_method(method, caller)
+    if p != 2:
+        raise ValueError(
+            f"{caller}: only p=2 (the h2 norm) is implemented; got p={p!r}. For the "
+            "L-infinity norm use `control.norm(lqo.to_control(sys), 'inf')`."
+        )
+    return h2_norm(_as_system(sys, caller), throw=False).value
+
+
+def ss(A, B, C, D=0, dt=0) -> LQOSystem:
+    r"""python-control's `ss(A, B, C, D, dt)` as a [`jaxlqo.LQOSystem`][].
+
+    `dt` follows python-control: `0` (default) or `None` is continuous time, a positive number
+    is discrete time with that step and `True` is discrete time with `dt=1.0`. A scalar `D`
+    (python-control's default `0`) is broadcast to shape `(p, m)`.
+    """
+    caller = "ss"
+    dt = _external_dt(dt, caller, "python-control-style")
+    A, B, C = _matrices(caller, A=A, B=B, C=C)
+    D = as_inexact_array(D, "D", caller)
+    if D.ndim == 0:
+        D = jnp.full((C.shape[0], B.shape[1]), D, dtype=D.dtype)
+    return LQOSystem(A, B, C, D=D, dt=dt)
