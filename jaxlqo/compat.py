@@ -14,10 +14,11 @@ Lyapunov equation with `+Q` on the left (`A X + X Aᵀ + Q = 0`), SciPy and jaxl
 | `dlyap(A, Q)` | `A X Aᵀ − X + Q = 0` | `solve_discrete_lyapunov(A, Q)` |
 | `dlyap(A, Q, C)` | `A X Qᵀ − X + C = 0` (Sylvester) | `solve_discrete_sylvester(A, Q.T, C)` |
 | `dlyap(A, Q, None, E)` | `A X Aᵀ − E X Eᵀ + Q = 0` | `solve_discrete_lyapunov(E⁻¹A, E⁻¹QE⁻ᵀ)` |
-| `gram(sys, 'c')` / `'o'` | controllability / observability Gramian | `controllability_gramian(sys)` / `observability_gramian(sys)` |
-| `gram(sys, 'cf')` / `'of'` | upper-triangular `R` with `W = Rᵀ R` | `cholesky` of the Gramian, transposed |
+| `gram(sys, 'c')` | controllability Gramian | `controllability_gramian(sys)` |
+| `gram(sys, 'o')` | (LQO) observability Gramian | `observability_gramian(sys)` |
+| `gram(sys, 'cf')`, `'of'` | upper-triangular `R`, `W = Rᵀ R` | Cholesky factor, transposed |
 | `hsvd(sys)` | Hankel singular values, decreasing | `hankel_singular_values(sys)` |
-| `balred(sys, orders)` | balanced truncation to `orders` states | `balanced_truncation(sys, r)[0]` |
+| `balred(sys, orders)` | balanced truncation, `orders` states | `balanced_truncation(sys, r)[0]` |
 | `norm(sys, 2)` | h2 norm (`inf` if unstable) | `h2_norm(sys, throw=False).value` |
 | `ss(A, B, C, D, dt)` | a system, python-control's `dt` | `LQOSystem(A, B, C, D=D, dt=...)` |
 
@@ -74,6 +75,8 @@ from ._systems import AbstractSystem, LQOSystem
 
 __all__ = ["balred", "dlyap", "gram", "hsvd", "lyap", "norm", "ss"]
 
+_AUTO = AutoSolver()  # the default solver (a module-level instance: Modules are immutable)
+
 
 def _check_method(method, caller: str) -> None:
     if method not in (None, "scipy", "slycot"):
@@ -114,7 +117,7 @@ def _check_square(A, caller: str) -> int:
     return n
 
 
-def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = AutoSolver()):
+def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = _AUTO):
     r"""python-control's `lyap`: the continuous Lyapunov equation $A X + X A^\top + Q = 0$.
 
     - `lyap(A, Q)` solves $A X + X A^\top + Q = 0$ (note the sign of `Q`: the native
@@ -147,7 +150,7 @@ def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver =
     return solve_continuous_lyapunov(A, -Q, solver=solver)
 
 
-def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = AutoSolver()):
+def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = _AUTO):
     r"""python-control's `dlyap`: the discrete Lyapunov equation $A X A^\top - X + Q = 0$.
 
     - `dlyap(A, Q)` solves $A X A^\top - X + Q = 0$ (same sign as the native
