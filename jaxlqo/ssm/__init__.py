@@ -18,6 +18,7 @@ from ._data import (
     load_digits_sequences as load_digits_sequences,
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,
 )
+from ._import import system_from_lru as system_from_lru, system_from_s5 as system_from_s5
 from ._model import (
     GELU_LIPSCHITZ as GELU_LIPSCHITZ,
     LAYER_NORM_EPS as LAYER_NORM_EPS,
