@@ -124,7 +124,7 @@ def test_cli_runs_a_reduced_sweep(tmp_path):
         [
             "compress", "--ranks", "12", "--methods", "bt,h2-input", "--test-limit", "40",
             "--calibration", "32", "--max-steps", "3", "--json", str(out_json), "--out",
-            str(tmp_path),
+            str(tmp_path), "--no-cache",
         ]
     )
     records = json.loads(out_json.read_text())

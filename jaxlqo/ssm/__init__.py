@@ -13,6 +13,7 @@ from ._compress import (
     layer_input_second_moments as layer_input_second_moments,
     output_error as output_error,
     output_error_bound as output_error_bound,
+    pad_layers as pad_layers,
 )
 from ._data import (
     load_digits_sequences as load_digits_sequences,

@@ -32,6 +32,11 @@ def layer_input_second_moments(model: DeepSSM, inputs: Array) -> list[Array]:
     The second moment (not the covariance) is what weights an h2 objective: the block
     responds to the mean of its input as well.
     """
+    return _second_moments(model, inputs)
+
+
+@eqx.filter_jit
+def _second_moments(model: DeepSSM, inputs: Array) -> list[Array]:
     per_sequence = jax.vmap(model.layer_inputs)(inputs)  # list of (N, L, H)
     return [jnp.einsum("nlh,nlg->hg", s, s) / (s.shape[0] * s.shape[1]) for s in per_sequence]
 
@@ -118,6 +123,11 @@ def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array
     """
     inputs = inputs[None] if inputs.ndim == 2 else inputs
     horizon = inputs.shape[1] if horizon is None else horizon
+    return _bound_weights(model, inputs, horizon)
+
+
+@eqx.filter_jit
+def _bound_weights(model: DeepSSM, inputs: Array, horizon) -> tuple[Array, Array]:
     base = [layer_quantities(l.system(), l.system(), horizon) for l in model.layers]
     norms = _norm_constants(model)
     trajectories = jax.vmap(lambda u: full_trajectory(model, u))(inputs)
@@ -181,6 +191,22 @@ def _pad(sys: DiagonalLQOSystem, slots: int) -> DiagonalLQOSystem:
     )
 
 
+def pad_layers(model: DeepSSM, n: int) -> DeepSSM:
+    """The same model with every block padded to `n` states by dead states.
+
+    A dead state has zero input and readout columns, so the padded model computes exactly
+    the same outputs, h2 norms and bounds. Models compressed to different ranks, padded to
+    one `n`, share every compiled function (evaluation, output error, bound): a sweep over
+    ranks compiles once. Parameter counts must be taken before padding.
+    """
+    for layer in model.layers:
+        if layer.n > n:
+            raise ValueError(f"pad_layers: a layer has {layer.n} > n = {n} states; cannot pad.")
+    return model.with_layers(
+        [SSMLayer.from_system(_pad(layer.system(), n), layer.norm) for layer in model.layers]
+    )
+
+
 def _unpad(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
     f = None if sys.F is None else sys.F[..., :r]
     g = None if sys.G is None else sys.G[..., :r]
@@ -194,9 +220,7 @@ def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
 
 @eqx.filter_jit
 def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSystem:
-    """Balanced truncation, of the input-weighted block `B W^{1/2}` when `roots` is given."""
-    if roots is None:
-        return balanced_truncation(sys, r, horizon=horizon)[0]
+    """Balanced truncation of the input-weighted block `B W^{1/2}`; `roots = (W^{1/2}, W^{-1/2})`."""
     root, inverse_root = roots
     rom, _ = balanced_truncation(_with_input_weight(sys, root), r, horizon=horizon)
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
@@ -223,8 +247,11 @@ def compress_layer(
         sol = tlh2(sys, r, horizon=horizon if horizon is not None else 10 * sys.n, max_steps=max_steps)
         info["stable"] = bool(sol.stats["stable"])
         return sol.value, info
-    roots = _weight_root(second_moment) if input_aware else None
-    rom = _balanced(sys, r, horizon, roots)
+    if not input_aware or second_moment is None:
+        # A plain method is its input-aware twin with a white input (W = I), so that both
+        # share one compiled function; the results agree to rounding.
+        second_moment = jnp.eye(sys.m, dtype=sys.D.dtype)
+    rom = _balanced(sys, r, horizon, _weight_root(second_moment))
     if method in ("bt", "bt-input"):
         return rom, info
     if method in ("h2", "h2-input", "bound", "bound-input"):
@@ -234,7 +261,7 @@ def compress_layer(
             slots,
             horizon=horizon,
             init=_pad(rom, slots),
-            weight=second_moment if input_aware else None,
+            weight=second_moment,
             split=split if method.startswith("bound") else None,
             max_steps=max_steps,
         )
