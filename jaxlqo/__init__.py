@@ -37,6 +37,11 @@ from ._reduction import (
     reduce as reduce,
     tlh2 as tlh2,
 )
+from ._sharding import (
+    layer_mesh as layer_mesh,
+    map_layers as map_layers,
+    shard_layers as shard_layers,
+)
 from ._simulate import simulate as simulate
 from ._solution import RESULTS as RESULTS, Solution as Solution
 from ._systems import (

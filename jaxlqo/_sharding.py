@@ -17,7 +17,7 @@ its own layers.
 """
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def layer_mesh(num_layers: Optional[int] = None, *, devices=None, axis: str = "layers") -> Mesh:
+def layer_mesh(num_layers: int | None = None, *, devices=None, axis: str = "layers") -> Mesh:
     """A 1-D device mesh for layerwise work.
 
     **Arguments:**
@@ -77,7 +77,7 @@ def _check_mesh(mesh: Mesh, axis: str, layers: int, caller: str) -> None:
         )
 
 
-def shard_layers(tree: Any, mesh: Optional[Mesh] = None, *, axis: str = "layers") -> Any:
+def shard_layers(tree: Any, mesh: Mesh | None = None, *, axis: str = "layers") -> Any:
     """Place a stack of systems (leading layer axis) across the devices of a 1-D mesh.
 
     Every array leaf is `jax.device_put` with `NamedSharding(mesh, PartitionSpec(axis))`:
@@ -111,7 +111,7 @@ def shard_layers(tree: Any, mesh: Optional[Mesh] = None, *, axis: str = "layers"
     )
 
 
-def map_layers(fn: Callable, mesh: Optional[Mesh] = None, *, axis: str = "layers") -> Callable:
+def map_layers(fn: Callable, mesh: Mesh | None = None, *, axis: str = "layers") -> Callable:
     """`jax.vmap(fn)` over a leading layer axis, each device running its own block of layers.
 
     Returns `jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=P(axis), out_specs=P(axis))`:

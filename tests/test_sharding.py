@@ -70,7 +70,8 @@ SCRIPT = textwrap.dedent(
     out["gspmd_h2_equal"] = close(gspmd, reference)
     out["gspmd_h2_devices"] = spans(gspmd)
     text = jax.jit(jax.vmap(jax.value_and_grad(nothrow))).lower(r_s, f_s).compile().as_text()
-    out["gspmd_collectives"] = sum(text.count(k) for k in ("all-gather", "all-reduce", "all-to-all"))
+    kinds = ("all-gather", "all-reduce", "all-to-all")
+    out["gspmd_collectives"] = sum(text.count(k) for k in kinds)
 
     # 3. Gramians (dense, Bartels-Stewart on CPU) and Hankel singular values.
     gram = jax.vmap(lqo.controllability_gramian)
