@@ -20,7 +20,10 @@ truncation for linear dynamical systems with quadratic outputs", IEEE TAC 67 (20
 W. Gawronski, J.-N. Juang, "Model reduction in limited time and frequency intervals" (1990).
 """
 
+import numbers
 
+import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -36,7 +39,7 @@ from ._matrix_equations import (
 )
 from ._realisation import Realisation, doubling_transform, realise
 from ._solution import RESULTS, Solution
-from ._systems import AbstractSystem, DiagonalLQOSystem
+from ._systems import AbstractSystem, DiagonalLQOSystem, check_system
 
 
 def adjoint(a: Array) -> Array:
@@ -57,15 +60,68 @@ def check_horizon(horizon, discrete: bool, caller: str):
     if horizon is None:
         return None
     if discrete:
+        if isinstance(horizon, numbers.Integral) and not isinstance(horizon, bool):
+            horizon = int(horizon)  # a NumPy integer is fine; it must be static
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(
-                f"{caller}: a discrete-time `horizon` is a number of steps, a Python int ≥ 1; "
-                f"got {horizon!r}."
+                f"{caller}: a discrete-time `horizon` is a number of steps, a Python int ≥ 1 "
+                f"(e.g. horizon=64); got {horizon!r}. Pass `horizon=None` for the infinite "
+                "horizon."
             )
         return horizon
     if isinstance(horizon, (int, float)) and not horizon > 0:
-        raise ValueError(f"{caller}: a continuous-time `horizon` is a time T > 0; got {horizon!r}.")
+        raise ValueError(
+            f"{caller}: a continuous-time `horizon` is a time T > 0 (e.g. horizon=10.0); got "
+            f"{horizon!r}. Pass `horizon=None` for the infinite horizon."
+        )
     return horizon
+
+
+def systems_are_finite(*systems: AbstractSystem):
+    """Whether every array of every system is finite.
+
+    Checked explicitly: an `inf` in `C`, `M` or `D` need not turn the result into NaN (it can
+    give `inf`, which would otherwise read as a legitimate infinite norm).
+    """
+    finite = jnp.array(True)
+    for leaf in jax.tree_util.tree_leaves(eqx.filter(systems, eqx.is_inexact_array)):
+        finite = finite & jnp.isfinite(lax.stop_gradient(leaf)).all()
+    return finite
+
+
+def _state_matrix(sys: AbstractSystem) -> Array:
+    return sys.poles if isinstance(sys, DiagonalLQOSystem) else sys.A
+
+
+def raise_if_time_domain_mixup(value, systems, stable):
+    """Raise a specific message when unstable systems would be stable in the other time domain.
+
+    A discrete-time `A` passed with `dt=None` (the default of `LQOSystem`) reads as an unstable
+    continuous-time system, and vice versa; the generic "unstable" error would not say why.
+    """
+    discrete = systems[0].is_discrete
+
+    def stable_in_other_domain():
+        other = systems_are_finite(*systems)
+        for sys in systems:
+            other = other & is_stable_matrix(_state_matrix(sys), not discrete)
+        return other
+
+    # `cond`: the extra eigenvalue computation only runs for an unstable system (outside vmap).
+    other = lax.cond(stable, lambda: jnp.array(False), stable_in_other_domain)
+    if discrete:
+        message = (
+            f"The system is unstable in discrete time (dt={systems[0].dt}: some |λ| ≥ 1), but "
+            "every eigenvalue has Re λ < 0, as for a stable continuous-time system: did you "
+            "mean `dt=None` (continuous time)?"
+        )
+    else:
+        message = (
+            "The system is unstable in continuous time (dt=None: some Re λ ≥ 0), but every "
+            "|λ| < 1, as for a stable discrete-time system: did you mean `dt=1.0` (or your "
+            "sampling step)? `dt=None`, the default of `LQOSystem`, means continuous time."
+        )
+    return eqx.error_if(value, other, message)
 
 
 def propagator(a: Array, discrete: bool, horizon) -> Array:
@@ -158,10 +214,14 @@ def realisation_gramians(r: Realisation, horizon, *, observability: bool = True)
     return p, q, first_failure(res_p, res_q)
 
 
-def _finish(value, result, stable, horizon, throw):
+def _finish(value, result, stable, horizon, throw, systems=()):
     if horizon is None:
         result = RESULTS.where(stable, result, RESULTS.unstable)
+    if systems:
+        result = RESULTS.where(systems_are_finite(*systems), result, RESULTS.nonfinite_input)
     if throw:
+        if systems and horizon is None:
+            value = raise_if_time_domain_mixup(value, systems, stable)
         return result.error_if(value, result != RESULTS.successful)
     return Solution(value=value, result=result, stats={})
 
@@ -197,11 +257,12 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
         unstable system (infinite horizon), non-finite input or a singular equation.
     """
     caller = "controllability_gramian"
+    check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = realise(sys, caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
     p = _to_real_coordinates(sys, p, "controllability")
-    return _finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw)
+    return _finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
 def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
@@ -215,11 +276,12 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     [`jaxlqo.controllability_gramian`][].
     """
     caller = "observability_gramian"
+    check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = realise(sys, caller)
     _, q, result = realisation_gramians(r, horizon)
     q = _to_real_coordinates(sys, q, "observability")
-    return _finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw)
+    return _finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
 def psd_sqrt_factor(g: Array) -> Array:
@@ -243,10 +305,11 @@ def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = T
     Arguments as for [`jaxlqo.controllability_gramian`][].
     """
     caller = "hankel_singular_values"
+    check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = realise(sys, caller)
     p, q, result = realisation_gramians(r, horizon)
     sigma = jnp.linalg.svd(psd_sqrt_factor(q).conj().T @ psd_sqrt_factor(p), compute_uv=False)
-    return _finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw)
+    return _finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 

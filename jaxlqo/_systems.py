@@ -27,8 +27,67 @@ def _check_dt(dt, caller: str) -> Optional[float]:
             f"(discrete time); got {dt!r}. It is static, so it cannot be a traced value."
         ) from e
     if not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"{caller}: `dt` must be a positive finite number or None; got {dt}.")
+        hint = (
+            " (python-control's `dt=0` means continuous time, which is `dt=None` here)"
+            if dt == 0
+            else ""
+        )
+        raise ValueError(
+            f"{caller}: `dt` must be a positive finite number or None; got {dt}{hint}."
+        )
     return dt
+
+
+def _check_orientation(B, C, n: int, source: str, caller: str) -> None:
+    """Catch the likely mistakes a bare shape check reports obscurely: `Bᵀ`, `Cᵀ`, B and C swapped.
+
+    `B` must be `(n, m)` and `C` `(p, n)`. Only unambiguous cases are caught (a square `n × n`
+    B or C, or swapped B and C with `m = p = n`, are valid shapes and cannot be told apart).
+    The message keeps the format of `check_shape` and adds the likely fix.
+    """
+
+    def fail(name, x, hint):
+        pretty = f"({n}, *)" if name == "B" else f"(*, {n})"
+        meaning = "(n, m)" if name == "B" else "(p, n)"
+        raise ValueError(
+            f"{caller}: argument `{name}` must have shape {pretty} ({meaning} with n = {n} from "
+            f"{source}); got shape {x.shape}. {hint}"
+        )
+
+    b_transposed = B.ndim == 2 and B.shape[0] != n and B.shape[1] == n
+    c_transposed = C.ndim == 2 and C.shape[1] != n and C.shape[0] == n
+    if b_transposed and c_transposed:
+        fail(
+            "B",
+            B,
+            f"With `C` of shape {C.shape}, B and C look swapped: the argument order is "
+            f"({source}, B, C); B maps inputs to states, C states to outputs.",
+        )
+    if b_transposed:
+        fail("B", B, "It looks transposed: pass `B.T`.")
+    if c_transposed:
+        fail("C", C, "It looks transposed: pass `C.T`.")
+    if B.ndim == 1 and B.shape[0] == n:
+        fail("B", B, "For a single input pass `B[:, None]` (shape (n, 1)).")
+    if C.ndim == 1 and C.shape[0] == n:
+        fail("C", C, "For a single output pass `C[None, :]` (shape (1, n)).")
+
+
+def check_system(sys, caller: str, name: str = "sys") -> None:
+    """Raise `TypeError` with the conversion to use if `sys` is not a jaxlqo system."""
+    if isinstance(sys, AbstractSystem):
+        return
+    module = type(sys).__module__
+    if module.startswith("control"):
+        hint = f" Convert a python-control system with `lqo.from_control({name})`."
+    elif module.startswith("scipy.signal"):
+        hint = f" Convert a scipy.signal system with `lqo.from_scipy({name})`."
+    else:
+        hint = " Build one with `lqo.LQOSystem(A, B, C, dt=...)` (`dt=None`: continuous time)."
+    raise TypeError(
+        f"{caller}: `{name}` must be a jaxlqo system (`lqo.LQOSystem` or "
+        f"`lqo.DiagonalLQOSystem`); got {type(sys).__name__}.{hint}"
+    )
 
 
 class AbstractSystem(eqx.Module):
@@ -107,6 +166,7 @@ class LQOSystem(AbstractSystem):
         check_shape(A, (None, None), "A", caller, "(n, n)")
         n = A.shape[0]
         check_shape(A, (n, n), "A", caller, "square (n, n)")
+        _check_orientation(B, C, n, "A", caller)
         check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from A")
         m = B.shape[1]
         check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from A")
@@ -198,6 +258,7 @@ class DiagonalLQOSystem(AbstractSystem):
         G = None if G is None else as_inexact_array(G, "G", caller)
         check_shape(poles, (None,), "poles", caller, "(n,)")
         n = poles.shape[0]
+        _check_orientation(B, C, n, "poles", caller)
         check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from poles")
         m = B.shape[1]
         check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from poles")

@@ -9,12 +9,14 @@ from .._gramians import (
     check_horizon,
     is_stable_matrix,
     psd_sqrt_factor,
+    raise_if_time_domain_mixup,
     realisation_gramians,
+    systems_are_finite,
 )
 from .._norms import h2_error_squared
 from .._realisation import Realisation, realise
 from .._solution import RESULTS
-from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
+from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 from ._modal import modal_form, real_rows_to_complex
 
 
@@ -145,11 +147,14 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     Benner, Goyal, Pontes Duff (2022) for LQO Gramians; Gawronski, Juang (1990) time-limited.
     """
     caller = "balanced_truncation"
+    check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
-    n_real = 2 * sys.n if isinstance(sys, DiagonalLQOSystem) else sys.n
+    if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= sys.n:
+        raise ValueError(
+            f"{caller}: `r` must be an int with 1 ≤ r ≤ n = {sys.n} (the order of `sys`); got "
+            f"{r!r}. A reduced model has at most as many states as `sys`."
+        )
     order = 2 * r if isinstance(sys, DiagonalLQOSystem) else r
-    if not isinstance(r, int) or not 1 <= order <= n_real:
-        raise ValueError(f"{caller}: `r` must be an int with 1 ≤ r ≤ {sys.n}; got {r!r}.")
     realisation = realise(sys, caller)
     p, q, result = realisation_gramians(realisation, horizon)
     p = _to_real_coordinates(sys, p, "controllability")
@@ -159,9 +164,12 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     if isinstance(sys, DiagonalLQOSystem):
         realified = _realified_to_diagonal(sys, rom, t, r)
         rom = _better_of(sys, realified, _complex_balanced_truncation(sys, r, horizon), horizon)
+    stable = is_stable_matrix(realisation.a, realisation.discrete)
     if horizon is None:
-        stable = is_stable_matrix(realisation.a, realisation.discrete)
         result = RESULTS.where(stable, result, RESULTS.unstable)
+    result = RESULTS.where(systems_are_finite(sys), result, RESULTS.nonfinite_input)
     if throw:
+        if horizon is None:
+            hsv = raise_if_time_domain_mixup(hsv, (sys,), stable)
         rom, hsv = result.error_if((rom, hsv), result != RESULTS.successful)
     return rom, hsv

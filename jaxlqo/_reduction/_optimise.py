@@ -40,7 +40,7 @@ from .._norms import (
 )
 from .._realisation import Realisation, realise
 from .._solution import RESULTS, Solution
-from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
+from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 from ._balanced import _project, balanced_truncation
 from ._modal import modal_form
 
@@ -284,8 +284,14 @@ def reduce(
     `jax.grad(lambda f: lqo.h2_error(f, rom))` at the returned `rom`.
     """
     caller = "reduce"
+    check_system(fom, caller, "fom")
     if not isinstance(r, int) or r < 1:
         raise ValueError(f"{caller}: `r` must be a positive int; got {r!r}.")
+    if r > fom.n:
+        raise ValueError(
+            f"{caller}: `r` = {r} exceeds the order of `fom` (n = {fom.n}); a reduced model has "
+            "1 ≤ r ≤ n states (r = n reproduces `fom`)."
+        )
     horizon = check_horizon(horizon, fom.is_discrete, caller)
     if init is not None:
         _check_pair(fom, init, caller)
