@@ -16,7 +16,7 @@ NAMES = sorted(p.stem for p in EXAMPLES.glob("*.py"))
 
 
 def test_examples_exist():
-    assert {"regulariser", "vmap_layers", "property_testing", "slicot", "compress_ssm"} <= set(
+    assert {"getting_started", "regulariser", "vmap_layers", "property_testing", "slicot", "compress_ssm"} <= set(
         NAMES
     )
 
