@@ -53,7 +53,5 @@ def on_pre_build(config, **kwargs):
         cwd=ROOT,
     )
     if result.returncode != 0:
-        raise PluginError(
-            f"docs/scripts/make_figures.py failed:\n{result.stdout}\n{result.stderr}"
-        )
+        raise PluginError(f"docs/scripts/make_figures.py failed:\n{result.stdout}\n{result.stderr}")
     log.info("figures generated in %.1f s", time.perf_counter() - start)

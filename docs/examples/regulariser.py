@@ -73,8 +73,10 @@ for weight in (0.0, 1.0):  # without and with the regulariser
     for _ in range(300):
         params, state, (fit, tail) = step(params, state, weight)
     results[weight] = (float(fit), float(tail))
-    print(f"weight {weight}: data fit {float(fit0):.2e} -> {float(fit):.2e}, "
-          f"truncation error² {float(tail):.2e}")
+    print(
+        f"weight {weight}: data fit {float(fit0):.2e} -> {float(fit):.2e}, "
+        f"truncation error² {float(tail):.2e}"
+    )
     assert fit < 0.5 * fit0  # training fits the data
 
 # The regulariser makes the model compressible to R states, at a small cost in fit.

@@ -34,6 +34,7 @@ e_bt = float(np.sqrt(sol.stats["initial_objective"]) / norm)
 e_h2 = float(np.sqrt(sol.stats["objective"]) / norm)
 print(f"r = {r}: relative h2 error, balanced truncation {e_bt:.3e}, reduce {e_h2:.3e}")
 
+
 # Balanced truncation's a-priori bound: ‖G − G_r‖_h∞ ≤ 2 Σ_{i>r} σ_i. Check it on a grid.
 def frequency_response(sys, w):
     return np.array([sys.C @ np.linalg.solve(1j * wk * np.eye(sys.n) - sys.A, sys.B) for wk in w])

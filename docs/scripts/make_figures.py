@@ -103,11 +103,17 @@ def ssm_accuracy(out: Path):
         y = [100 * by_rank[r] for r in ranks]
         ax.plot(x, y, "o-", label=labels.get(method, method))
         if method == "bt":
-            for r, xi, yi in zip(ranks, x, y):
-                ax.annotate(f"r={r}", (xi, yi), textcoords="offset points", xytext=(4, -12),
-                            fontsize=7)
-    ax.axhline(100 * meta["test_accuracy"], color="k", lw=1, ls="--",
-               label=f"uncompressed ({100 * meta['test_accuracy']:.1f}%)")
+            for r, xi, yi in zip(ranks, x, y, strict=True):
+                ax.annotate(
+                    f"r={r}", (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize=7
+                )
+    ax.axhline(
+        100 * meta["test_accuracy"],
+        color="k",
+        lw=1,
+        ls="--",
+        label=f"uncompressed ({100 * meta['test_accuracy']:.1f}%)",
+    )
     ax.set_xlabel("trainable parameters removed [%]")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title("Deep SSM (sequential digits), compression without retraining")
