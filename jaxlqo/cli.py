@@ -23,7 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxlqo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compress", help="compress a deep SSM and report accuracy and error bounds")
-    c.add_argument("--model", default=None, help="checkpoint path (default: the bundled model)")
+    c.add_argument(
+        "--model",
+        default="digits",
+        help="a bundled model (digits, fashion_mnist) or a checkpoint path without suffix "
+        "(default: digits)",
+    )
     c.add_argument(
         "--dataset",
         default=None,
@@ -71,8 +76,8 @@ def compress_main(args) -> list[dict]:
     from . import ssm
 
     start = time.perf_counter()
-    if args.model is None:
-        model, metadata = ssm.load_default_model()
+    if args.model in ssm.BUNDLED_MODELS:
+        model, metadata = ssm.load_default_model(args.model)
     else:
         model, metadata = ssm.load_checkpoint(args.model)
     dataset = (args.dataset or metadata.get("dataset") or "digits").replace("-", "_")

@@ -103,6 +103,49 @@ def test_every_method_gives_a_model_of_the_requested_rank(method):
     assert jnp.all(error <= ssm.output_error_bound(model, compressed, inputs) * (1 + 1e-9))
 
 
+def test_padding_with_dead_states_changes_nothing():
+    model = _tiny_model(5, n=8)
+    inputs = jnp.asarray(np.random.default_rng(5).standard_normal((4, 10, 1)))
+    compressed, _ = ssm.compress(model, (3, 2), method="bt")
+    padded = ssm.pad_layers(compressed, 6)
+    assert [layer.n for layer in padded.layers] == [6, 6]
+    np.testing.assert_allclose(
+        jax.vmap(padded)(inputs), jax.vmap(compressed)(inputs), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        ssm.output_error_bound(model, padded, inputs),
+        ssm.output_error_bound(model, compressed, inputs),
+        rtol=1e-9,
+    )
+    with pytest.raises(ValueError, match="cannot pad"):
+        ssm.pad_layers(model, 4)
+
+
+def test_output_matching_improves_its_start_on_the_calibration_data():
+    """`match` refines input-weighted BT; each layer's objective must go down, and the
+    refined model must be closer to the full one on the calibration data than BT-input."""
+    model = _tiny_model(6, n=8)
+    rng = np.random.default_rng(6)
+    calibration = jnp.asarray(rng.standard_normal((32, 12, 1)))
+    matched, info = ssm.compress(model, 2, method="match", calibration=calibration, max_steps=30)
+    start, _ = ssm.compress(model, 2, method="bt-input", calibration=calibration)
+    for layer in info["layers"]:
+        assert layer["objective"] < layer["initial_objective"]
+    assert all(bool(jnp.all(jnp.abs(layer.poles) < 1)) for layer in matched.layers)
+
+    def logit_error(m):
+        return float(jnp.mean((jax.vmap(m)(calibration) - jax.vmap(model)(calibration)) ** 2))
+
+    assert logit_error(matched) < logit_error(start)
+
+
+def test_match_layer_checks_shapes():
+    model = _tiny_model(7)
+    layer = model.layers[0]
+    with pytest.raises(ValueError, match="match_layer"):
+        ssm.match_layer(layer.system(), layer.norm, jnp.zeros((2, 5, 2)), jnp.zeros((2, 5, 2)))
+
+
 def test_compress_errors():
     model = _tiny_model(4)
     inputs = jnp.zeros((2, 5, 1))

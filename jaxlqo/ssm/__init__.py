@@ -20,6 +20,7 @@ from ._data import (
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,
 )
 from ._import import system_from_lru as system_from_lru, system_from_s5 as system_from_s5
+from ._match import match_layer as match_layer
 from ._model import (
     GELU_LIPSCHITZ as GELU_LIPSCHITZ,
     LAYER_NORM_EPS as LAYER_NORM_EPS,
@@ -28,6 +29,7 @@ from ._model import (
     gelu as gelu,
 )
 from ._train import (
+    BUNDLED_MODELS as BUNDLED_MODELS,
     cross_entropy as cross_entropy,
     evaluate as evaluate,
     load_checkpoint as load_checkpoint,

@@ -18,12 +18,13 @@ from .._reduction import balanced_truncation, modal_truncation, reduce, tlh2
 from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
 from ._bound import bound_from_quantities, layer_quantities
+from ._match import match_layer
 from ._model import DeepSSM, SSMLayer, gelu
 
 #: Every compression method, in the order the main job reports them.
-METHODS = ("modal", "bt", "tlh2", "h2", "bound", "bt-input", "h2-input", "bound-input")
+METHODS = ("modal", "bt", "tlh2", "h2", "bound", "bt-input", "h2-input", "bound-input", "match")
 
-_NEEDS_CALIBRATION = ("bound", "bt-input", "h2-input", "bound-input")
+_NEEDS_CALIBRATION = ("bound", "bt-input", "h2-input", "bound-input", "match")
 
 
 def layer_input_second_moments(model: DeepSSM, inputs: Array) -> list[Array]:
@@ -321,6 +322,8 @@ def compress(
             raise ValueError(f"compress: rank {r} must be between 1 and the layer order {layer.n}.")
     if horizon is None and calibration is not None:
         horizon = calibration.shape[1]
+    if method == "match":
+        return _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots)
     moments = splits = None
     if method.endswith("-input"):
         moments = layer_input_second_moments(model, calibration)
@@ -344,4 +347,39 @@ def compress(
         if not bool(jnp.all(jnp.abs(rom.poles) < 1)):
             return None, {"ranks": ranks, "stable": False, "layers": infos}
         layers.append(SSMLayer.from_system(rom, layer.norm))
+    return model.with_layers(layers), {"ranks": ranks, "stable": True, "layers": infos}
+
+
+def _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots):
+    """Layer by layer: input-weighted BT, then output matching (`jaxlqo/ssm/_match.py`)."""
+    full_inputs = jax.vmap(model.layer_inputs)(calibration)
+    # The last layer matches the logits: only what the head reads of its output matters.
+    targets = full_inputs[1:] + [jax.vmap(model)(calibration)]
+    readouts = [None] * (len(model.layers) - 1) + [model.classify]
+    moments = layer_input_second_moments(model, calibration)
+    upstream = full_inputs[0]  # the encoder is shared
+    layers, infos = [], []
+    for layer, r, target, readout, moment in zip(
+        model.layers, ranks, targets, readouts, moments, strict=True
+    ):
+        start, _ = compress_layer(
+            layer.system(), r, method="bt-input", horizon=horizon, second_moment=moment
+        )
+        refined, stats = match_layer(
+            _pad(start, r if slots is None else slots), layer.norm, upstream, target,
+            readout=readout, max_steps=max_steps,
+        )
+        refined = _unpad(refined, r)
+        infos.append(
+            {
+                "steps": int(stats["steps"]),
+                "initial_objective": float(stats["initial_objective"]),
+                "objective": float(stats["objective"]),
+            }
+        )
+        if not bool(jnp.all(jnp.abs(refined.poles) < 1)):
+            return None, {"ranks": ranks, "stable": False, "layers": infos}
+        compressed_layer = SSMLayer.from_system(refined, layer.norm)
+        layers.append(compressed_layer)
+        upstream = jax.vmap(compressed_layer)(upstream)
     return model.with_layers(layers), {"ranks": ranks, "stable": True, "layers": infos}

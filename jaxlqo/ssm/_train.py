@@ -298,14 +298,22 @@ def load_checkpoint(path, *, dtype=None) -> tuple[DeepSSM, dict]:
     return model, metadata
 
 
-def load_default_model(*, dtype=None) -> tuple[DeepSSM, dict]:
-    """The bundled sequential-digits classifier and its metadata (`weights/digits.*`).
+#: The models shipped in `jaxlqo/ssm/weights/`.
+BUNDLED_MODELS = ("digits", "fashion_mnist")
 
-    Trained by `python -m jaxlqo.ssm.train --dataset digits` (the exact command, the test
-    accuracy on [`load_digits_sequences`][jaxlqo.ssm.load_digits_sequences]`(seed)`'s test
-    split and the training time are in the returned metadata). Stored in float64: enable
-    `jax_enable_x64` or pass `dtype="float32"`.
+
+def load_default_model(name: str = "digits", *, dtype=None) -> tuple[DeepSSM, dict]:
+    """A bundled classifier and its metadata (`weights/<name>.*`).
+
+    - `"digits"` (default): sequential 8×8 digits, `L = 64`;
+    - `"fashion_mnist"`: sequential Fashion-MNIST average-pooled to 14×14, `L = 196`.
+
+    Both were trained by `python -m jaxlqo.ssm.train` (the exact command, the test accuracy
+    on the data set's test split and the training time are in the returned metadata). Stored
+    in float64: enable `jax_enable_x64` or pass `dtype="float32"`.
     """
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"load_default_model: `name` must be one of {BUNDLED_MODELS}; got {name!r}.")
     weights = importlib.resources.files("jaxlqo.ssm").joinpath("weights")
     with importlib.resources.as_file(weights) as folder:
-        return load_checkpoint(pathlib.Path(folder) / "digits", dtype=dtype)
+        return load_checkpoint(pathlib.Path(folder) / name, dtype=dtype)

@@ -1,0 +1,88 @@
+r"""Layerwise output matching: refine a reduced block on unlabelled calibration sequences.
+
+The h2 objectives treat a block's input as white noise in time (the input-aware ones give it
+the measured covariance `E[s sᵀ]`, still white in time). A layer's real input is neither: the
+first layer sees an affine image of a smooth scalar signal. Output matching uses the real
+input process instead. For layer `i`, with `ŝⁱ⁻¹` the calibration sequences after the already
+compressed layers `1, …, i−1` and `sⁱ` the full model's output of layer `i` on the same
+sequences, the reduced block's parameters `θ` (stable modal parameters, as in
+[`jaxlqo.reduce`][]) minimise
+
+    J(θ) = mean_{n,k} ‖ LN_i(ŝⁱ⁻¹_{n,k} + σ(Ŝ_θ(ŝⁱ⁻¹_n)_k)) − sⁱ_{n,k} ‖²,
+
+the layer's own output error on the data, including GELU and LayerNorm. Because the target is
+the *full* model's output and the input comes from the *compressed* upstream layers, each layer
+also corrects the error its predecessors left. No labels are used and no other parameter
+changes: the feedthrough `D_i`, the LayerNorm, encoder and head are the original ones.
+
+The optimiser is the one of [`jaxlqo.reduce`][] (L-BFGS, best iterate kept), started from the
+given reduced block (e.g. input-weighted balanced truncation), so the result is never worse on
+the calibration data than its start, and every iterate is stable.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from .._reduction._optimise import _minimise, parameters_from
+from .._simulate import simulate
+from .._systems import DiagonalLQOSystem
+from ._model import gelu
+
+
+def match_layer(
+    rom: DiagonalLQOSystem,
+    norm: eqx.nn.LayerNorm,
+    inputs: Array,
+    targets: Array,
+    *,
+    readout=None,
+    max_steps: int = 100,
+    tol: float = 1e-8,
+) -> tuple[DiagonalLQOSystem, dict]:
+    r"""Refine `rom` so that `LN(s + σ(Ŝ(s)))` matches `targets` on the calibration `inputs`.
+
+    **Arguments:**
+
+    - `rom`: the starting reduced block (discrete, `H` inputs and outputs, stable).
+    - `norm`: the layer's LayerNorm (kept fixed).
+    - `inputs`: `(N, L, H)` the layer's inputs (from the compressed upstream layers).
+    - `targets`: `(N, L, H)` the full layer's outputs on the full model's trajectory.
+    - `readout`: optional map applied to one `(L, H)` output sequence before comparing
+        (e.g. the classifier, so the last layer matches the logits: only what the head reads
+        of the last layer's output matters); `targets` are then the full model's readouts.
+    - `max_steps`, `tol`: L-BFGS settings, as for [`jaxlqo.reduce`][].
+
+    **Returns:** `(refined, stats)`, with `stats["objective"]` the final mean squared error and
+    `stats["initial_objective"]` that of `rom`.
+    """
+    if inputs.ndim != 3 or inputs.shape[-1] != rom.m or targets.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"match_layer: `inputs` must be (N, L, H) with H = {rom.m} and `targets` must have "
+            f"the same N; got {inputs.shape} and {targets.shape}."
+        )
+    readout = _identity if readout is None else readout
+    return _match(rom, norm, inputs, targets, readout, max_steps, tol)
+
+
+def _identity(out: Array) -> Array:
+    # A module-level function (not a fresh lambda): the compiled `_match` is reused.
+    return out
+
+
+@eqx.filter_jit
+def _match(rom, norm, inputs, targets, readout, max_steps, tol):
+    params0 = parameters_from(rom, jnp.ones(rom.n, rom.D.dtype))
+
+    def objective(params):
+        block = params.system(rom.D, rom.dt)
+
+        def one(s):
+            return readout(jax.vmap(norm)(s + gelu(simulate(block, s))))
+
+        mismatch = jax.vmap(one)(inputs) - targets
+        return jnp.sum(mismatch**2) / (inputs.shape[0] * inputs.shape[1])
+
+    best, _, stats = _minimise(objective, params0, max_steps, tol)
+    return best.system(rom.D, rom.dt), stats
