@@ -12,16 +12,18 @@ time-limited h2 error of each method, and the ratio reduce / BT (≤ 1 by constr
 import argparse
 import json
 import pathlib
+import sys
 import time
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 import jax
+import numpy as np
+import scipy.signal as ss
 
-jax.config.update("jax_enable_x64", True)
-import numpy as np  # noqa: E402
-import scipy.signal as ss  # noqa: E402
-from _timing import print_table  # noqa: E402
-
-import jaxlqo as lqo  # noqa: E402
+import jaxlqo as lqo
+from benchmarks._timing import peak_rss_mb, print_table
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
 STEPS = {"build": 0.1, "CDplayer": 1e-3, "heat_cont": 1e-3, "iss1R": 0.05, "beam": 0.05}
@@ -62,19 +64,139 @@ def run(models, ranks, horizon, max_steps):
             e_tl = float(lqo.h2_error(fom, tl.value, horizon=horizon))
             stable_tl = bool(tl.stats["stable"])
             rec = {
-                "model": name, "r": r, "bt_error": e_bt, "reduce_error": e_red, "tlh2_error": e_tl,
-                "tlh2_stable": stable_tl, "reduce_stable": bool(lqo.is_stable(sol.value)),
-                "bt_s": t_bt, "reduce_s": t_red, "tlh2_s": t_tl, "ratio": e_red / e_bt,
+                "model": name,
+                "r": r,
+                "bt_error": e_bt,
+                "reduce_error": e_red,
+                "tlh2_error": e_tl,
+                "tlh2_stable": stable_tl,
+                "reduce_stable": bool(lqo.is_stable(sol.value)),
+                "bt_s": t_bt,
+                "reduce_s": t_red,
+                "tlh2_s": t_tl,
+                "ratio": e_red / e_bt,
             }
             records.append(rec)
-            rows.append([name, r, e_bt, e_red, e_tl, "yes" if stable_tl else "NO", rec["ratio"], t_bt, t_red, t_tl])
-            print_table("", ["model", "r", "BT err", "reduce err", "TLH2 err", "TLH2 stable", "reduce/BT", "BT s", "reduce s", "TLH2 s"], rows[-1:])
+            rows.append(
+                [
+                    name,
+                    r,
+                    e_bt,
+                    e_red,
+                    e_tl,
+                    "yes" if stable_tl else "NO",
+                    rec["ratio"],
+                    t_bt,
+                    t_red,
+                    t_tl,
+                ]
+            )
+            print_table(
+                "",
+                [
+                    "model",
+                    "r",
+                    "BT err",
+                    "reduce err",
+                    "TLH2 err",
+                    "TLH2 stable",
+                    "reduce/BT",
+                    "BT s",
+                    "reduce s",
+                    "TLH2 s",
+                ],
+                rows[-1:],
+            )
     print_table(
         f"time-limited h2 error over {horizon} steps (discrete time; times include compilation)",
-        ["model", "r", "BT err", "reduce err", "TLH2 err", "TLH2 stable", "reduce/BT", "BT s", "reduce s", "TLH2 s"],
+        [
+            "model",
+            "r",
+            "BT err",
+            "reduce err",
+            "TLH2 err",
+            "TLH2 stable",
+            "reduce/BT",
+            "BT s",
+            "reduce s",
+            "TLH2 s",
+        ],
         rows,
     )
     return records
+
+
+def run_s5(quick=False, layers=6, channels=256, states=192, rank=16, max_steps=200):
+    """`lqo.reduce` of every layer of an S5-IMDb-sized model (a loop over layers), end to end.
+
+    Also balanced truncation (all layers in one vmapped call) and python-control's `balred`
+    (which needs slycot). The loop is used because `reduce`'s L-BFGS while-loop under `vmap`
+    runs every layer to the slowest layer's step count (and each line search to the longest).
+    """
+    from benchmarks.h2 import layer, stack
+
+    if quick:
+        layers, channels, states, rank, max_steps = 2, 32, 48, 8, 50
+    rng = np.random.default_rng(0)
+    foms = [layer(rng, states, channels) for _ in range(layers)]
+    start = time.perf_counter()
+    sols = [jax.block_until_ready(lqo.reduce(f, rank, max_steps=max_steps)) for f in foms]
+    t_loop = time.perf_counter() - start
+    first = None
+    errors = []
+    for f, sol in zip(foms, sols, strict=True):
+        bt, _ = lqo.balanced_truncation(f, rank)
+        errors.append((float(lqo.h2_error(f, bt)), float(lqo.h2_error(f, sol.value))))
+        assert errors[-1][1] <= errors[-1][0] * (1 + 1e-6), "reduce worse than its BT init"
+    bt_fn = jax.jit(jax.vmap(lambda f: lqo.balanced_truncation(f, rank)[0]))
+    stacked = stack(foms)
+    start = time.perf_counter()
+    jax.block_until_ready(bt_fn(stacked))
+    t_bt_first = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(bt_fn(stacked))
+    t_bt = time.perf_counter() - start
+    first = time.perf_counter()
+    jax.block_until_ready(lqo.reduce(foms[0], rank, max_steps=max_steps))
+    t_one_cached = time.perf_counter() - first
+    try:
+        import control
+
+        d = foms[0].to_dense()
+        control.balred(control.ss(*(np.asarray(x) for x in (d.A, d.B, d.C, d.D)), 1.0), 2 * rank)
+        balred = "available"
+    except ImportError:
+        balred = "n/a (python-control not installed)"
+    except Exception as e:  # ControlSlycot: balred needs slycot's ab09ad/ab09md
+        balred = "n/a (needs slycot)" if "slycot" in str(e).lower() else f"n/a ({e})"
+    rows = [
+        [f"lqo.reduce, loop over {layers} layers (incl. compile)", t_loop, sols[0].stats["steps"]],
+        ["lqo.reduce, one layer, compiled", t_one_cached, ""],
+        [f"lqo.balanced_truncation, vmap over {layers} layers (first call)", t_bt_first, ""],
+        [f"lqo.balanced_truncation, vmap over {layers} layers", t_bt, ""],
+        ["python-control balred", balred, ""],
+    ]
+    print_table(
+        f"reduce: {layers} layers × {channels} channels × {states} states → {rank} "
+        f"(max_steps={max_steps}; h2 error BT → reduce, layer 0: {errors[0][0]:.4g} → "
+        f"{errors[0][1]:.4g}); peak RSS {peak_rss_mb():.0f} MiB",
+        ["path", "seconds", "L-BFGS steps (layer 0)"],
+        rows,
+    )
+    return {
+        "layers": layers,
+        "channels": channels,
+        "states": states,
+        "rank": rank,
+        "max_steps": max_steps,
+        "reduce_loop_s": t_loop,
+        "reduce_one_layer_cached_s": t_one_cached,
+        "bt_vmap_first_s": t_bt_first,
+        "bt_vmap_s": t_bt,
+        "balred": balred,
+        "errors_bt_reduce": errors,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main():
@@ -85,6 +207,7 @@ def main():
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    jax.config.update("jax_enable_x64", True)
     models = [m for m in args.models.split(",") if m]
     records = run(models, [int(r) for r in args.ranks.split(",")], args.horizon, args.max_steps)
     if args.json:
