@@ -165,10 +165,13 @@ def run_s5(quick=False, layers=6, channels=256, states=192, rank=16, max_steps=2
         d = foms[0].to_dense()
         control.balred(control.ss(*(np.asarray(x) for x in (d.A, d.B, d.C, d.D)), 1.0), 2 * rank)
         balred = "available"
-    except ImportError:
-        balred = "n/a (python-control not installed)"
-    except Exception as e:  # ControlSlycot: balred needs slycot's ab09ad/ab09md
-        balred = "n/a (needs slycot)" if "slycot" in str(e).lower() else f"n/a ({e})"
+    except Exception as e:  # ControlSlycot (an ImportError): balred needs slycot's ab09ad
+        if "slycot" in str(e).lower():
+            balred = "n/a (needs slycot)"
+        elif isinstance(e, ImportError):
+            balred = "n/a (python-control not installed)"
+        else:
+            balred = f"n/a ({e})"
     rows = [
         [f"lqo.reduce, loop over {layers} layers (incl. compile)", t_loop, sols[0].stats["steps"]],
         ["lqo.reduce, one layer, compiled", t_one_cached, ""],
@@ -206,8 +209,16 @@ def main():
     parser.add_argument("--horizon", type=int, default=100)
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--s5", action="store_true", help="the S5-IMDb-sized model instead")
+    parser.add_argument("--quick", action="store_true", help="with --s5: small sizes")
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
+    if args.s5:
+        record = run_s5(quick=args.quick)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(record, f, indent=2)
+        return
     models = [m for m in args.models.split(",") if m]
     records = run(models, [int(r) for r in args.ranks.split(",")], args.horizon, args.max_steps)
     if args.json:
