@@ -110,12 +110,8 @@ def _cases():
 CASES = _cases()
 
 
-KNOWN_BUGS = {
-    # `_error_objective` casts the complex reduced `B̂` to the real dtype of a dense fom's `B`
-    # when the fom is not in (complex) Schur coordinates, i.e. on every non-CPU backend:
-    # `fom_r.b @ rom_r.b.conj().T.astype(fom_r.b.dtype)` drops Im B̂ (a DeprecationWarning now).
-    "reduce dense": "reduce of a dense fom on GPU drops Im(B̂) (jaxlqo/_reduction/_optimise.py)",
-}
+# Default paths known not to lower for CUDA (name: reason); each is an xfail(strict=True).
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

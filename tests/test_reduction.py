@@ -284,6 +284,91 @@ def test_reduce_keeps_negative_real_discrete_poles():
     assert float(h2_error(sys, sol.value, horizon=DENSE_HORIZON)) <= e_init * (1 + 1e-12)
 
 
+def test_reduce_of_a_dense_fom_with_a_low_degree_modal_model_is_stable():
+    # Regression: `init` has two real modes at −1 with equal residues (McMillan degree 1 < r).
+    # Its dense form used to come from balanced truncation of the order-2·slots `to_dense()`
+    # to order r, which kept a zero Hankel singular value: a pole at 0, an unstable model.
+    a = jnp.array([[-1.0, 0.2, 0.0], [0.0, -2.0, 0.3], [0.1, 0.0, -3.0]])
+    sys = lqo.LQOSystem(a, jnp.ones((3, 2)), jnp.ones((2, 3)), dt=None)
+    init = lqo.LQOSystem(-jnp.eye(2), jnp.ones((2, 2)), jnp.ones((2, 2)), dt=None)
+    rom = lqo.reduce(sys, 2, init=init, max_steps=0).value
+    assert isinstance(rom, lqo.LQOSystem) and rom.n == 2 and rom.dt is None
+    assert bool(is_stable(rom))
+    np.testing.assert_allclose(np.linalg.eigvals(np.asarray(rom.A)), [-1.0, -1.0])
+    assert float(h2_error(sys, rom)) <= float(h2_error(sys, init)) * (1 + 1e-12)
+    # No step taken: the returned model is `init` itself (the same transfer function).
+    s = 1j * np.logspace(-2, 2, 9)
+    np.testing.assert_allclose(transfer_function(rom, s), transfer_function(init, s), atol=1e-12)
+
+
+@FEW
+@hypothesis.given(
+    T.lqo_systems(n=st.integers(1, 5), m=2, p=2, discrete=st.booleans(), lti=False),
+    st.integers(0, 2**32 - 1),
+)
+def test_dense_result_of_reduce_is_exactly_its_modal_model(sys, seed):
+    """The modal → dense step of `reduce` is exact for any modal parameters: order `n`, the
+    same poles and transfer function (its h2 distance to the modal model is rounding)."""
+    from jaxlqo._reduction._modal import modal_form
+    from jaxlqo._reduction._optimise import _to_real_order, parameters_from
+
+    diag, is_pair, alive, _ = modal_form(sys, sys.n)
+    params = parameters_from(diag, is_pair.astype(diag.D.dtype))
+    # Any parameter values an optimiser may reach: dead slots (b = 0) stay dead, so their
+    # `b` is not perturbed; everything else is.
+    rng = np.random.default_rng(seed)
+    kick = lambda x: x + 0.3 * rng.standard_normal(x.shape)  # noqa: E731
+    b = params.b + jnp.where(alive[:, None], 0.3 * rng.standard_normal(params.b.shape), 0)
+    params = eqx.tree_at(
+        lambda q: (q.log_decay, q.angle, q.b, q.c, q.f, q.g),
+        params,
+        (
+            kick(params.log_decay),
+            kick(params.angle),
+            b,
+            kick(params.c),
+            kick(params.f),
+            kick(params.g),
+        ),
+    )
+    modal = params.system(diag.D, diag.dt)
+    dense = _to_real_order(modal, is_pair, alive, sys.n)
+    assert isinstance(dense, lqo.LQOSystem) and dense.n == sys.n and dense.M is not None
+    mu = np.asarray(modal.poles)[np.asarray(alive)]
+    pairs = mu[np.asarray(is_pair)[np.asarray(alive)]]
+    expected = np.concatenate([mu, pairs.conj()])
+    np.testing.assert_allclose(
+        np.sort_complex(np.linalg.eigvals(np.asarray(dense.A))),
+        np.sort_complex(expected),
+        atol=1e-12,
+    )
+    assert bool(is_stable(dense))
+    assert float(h2_error(dense, modal)) <= 1e-6 * float(h2_norm(modal))
+
+
+def test_objective_without_schur_coordinates_keeps_the_imaginary_part_of_b_hat():
+    # Off CPU a dense fom is not moved to complex Schur coordinates, so its `B` stays real:
+    # the cross term `B B̂ᴴ` must still be complex (it used to drop Im B̂).
+    from jaxlqo._realisation import realise
+    from jaxlqo._reduction._optimise import (
+        _error_objective,
+        _initial,
+        _schur_coordinates,
+        parameters_from,
+    )
+
+    sys = dense_example(2)
+    for horizon in (None, DENSE_HORIZON):
+        rom0, is_pair, _ = _initial(sys, 4, horizon, None)
+        assert bool(jnp.any(is_pair == 1))  # a complex mode: Im B̂ ≠ 0
+        params = parameters_from(rom0, is_pair)
+        expected = h2_error(sys, rom0, horizon=horizon) ** 2
+        real = realise(sys, "test")
+        for fom_r, solver in (_schur_coordinates(real), (real, None)):
+            value = _error_objective(fom_r, solver, horizon, None, rom0.D, rom0.dt)(params)
+            assert_squared_errors_close(value, expected, h2_norm(sys), 1e-10)
+
+
 # =============================================================================================
 # 3. reduce vs balanced truncation (its default initial model)
 # =============================================================================================
@@ -539,6 +624,18 @@ def test_bad_orders_raise():
         lqo.balanced_truncation(diag, diag.n + 1)
     with pytest.raises(ValueError, match="`r`"):
         lqo.modal_truncation(diag, diag.n + 1)
+    # A dense fom is reduced to real order r: `init` must have that order.
+    init, _ = balanced_truncation(sys, R)
+    with pytest.raises(ValueError, match="`init` has order 2 but `r` = 3"):
+        lqo.reduce(sys, R + 1, init=init)
+    with pytest.raises(ValueError, match="real order 4, but `r` = 2"):
+        lqo.reduce(
+            sys,
+            R,
+            init=lqo.DiagonalLQOSystem(
+                diag.poles[:2], jnp.ones((2, 2)), jnp.ones((2, 2)), dt=sys.dt
+            ),
+        )
 
 
 def test_tlh2_needs_a_horizon():

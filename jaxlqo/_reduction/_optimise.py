@@ -26,7 +26,6 @@ from .._gramians import (
     check_horizon,
     is_stable_matrix,
     psd_sqrt_factor,
-    realisation_gramians,
     solve_gramian_equation,
 )
 from .._matrix_equations import BartelsStewart
@@ -41,7 +40,7 @@ from .._norms import (
 from .._realisation import Realisation, realise
 from .._solution import RESULTS, Solution
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
-from ._balanced import _project, balanced_truncation
+from ._balanced import balanced_truncation
 from ._modal import modal_form
 
 
@@ -103,15 +102,33 @@ def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
     )
 
 
-def _initial(fom, r: int, horizon, init) -> tuple[DiagonalLQOSystem, Array]:
+def _initial(fom, r: int, horizon, init) -> tuple[DiagonalLQOSystem, Array, Array]:
+    """The initial modal model, its `is_pair` flags and its `alive` slots (see `modal_form`)."""
     if init is None:
         init, _ = balanced_truncation(fom, r, horizon=horizon)
     if isinstance(init, LQOSystem):
-        diag, is_pair, _, _ = modal_form(init, init.n)
-        return diag, is_pair.astype(diag.B.real.dtype)
+        diag, is_pair, alive, _ = modal_form(init, init.n)
+        return diag, is_pair.astype(diag.B.real.dtype), alive
     if isinstance(init, DiagonalLQOSystem):
-        return init, jnp.ones(init.n, init.B.real.dtype)
+        return init, jnp.ones(init.n, init.B.real.dtype), jnp.ones(init.n, bool)
     raise TypeError(f"reduce: `init` must be None or a jaxlqo system; got {type(init).__name__}.")
+
+
+def _check_init_order(fom, init, r: int, caller: str) -> None:
+    """A dense `fom` is reduced to real order `r`: `init` must have that real order."""
+    if not isinstance(fom, LQOSystem) or init is None:
+        return
+    if isinstance(init, LQOSystem) and init.n != r:
+        raise ValueError(
+            f"{caller}: `init` has order {init.n} but `r` = {r}; for a dense `fom` the initial "
+            f"model must have the reduced order (pass `r={init.n}` or an `init` of order {r})."
+        )
+    if isinstance(init, DiagonalLQOSystem) and 2 * init.n != r:
+        raise ValueError(
+            f"{caller}: a diagonal `init` with {init.n} complex states has real order "
+            f"{2 * init.n}, but `r` = {r}; pass `r={2 * init.n}`, or a dense `init` of order "
+            f"{r} (e.g. `init.to_dense()` reduced to order {r})."
+        )
 
 
 def _weighted(r: Realisation, factor: Optional[Array]) -> Realisation:
@@ -157,9 +174,11 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
 
     def objective(params: ModalParameters) -> Array:
         rom_r = _weighted(realise(params.system(d, dt), "reduce"), weight_factor)
+        # `B B̂ᴴ` is complex even for a real fom (off CPU it is not in Schur coordinates).
+        cross = fom_r.b.astype(rom_r.b.dtype) @ rom_r.b.conj().T
         x, _ = solve_gramian_equation(
-            fom_r.a, rom_r.a, fom_r.b @ rom_r.b.conj().T.astype(fom_r.b.dtype), fom_r.discrete,
-            horizon, same=False, **({} if solver is None else {"solver": solver})
+            fom_r.a, rom_r.a, cross, fom_r.discrete, horizon, same=False,
+            **({} if solver is None else {"solver": solver}),
         )
         p_hat, _ = solve_gramian_equation(
             rom_r.a, rom_r.a, rom_r.b @ rom_r.b.conj().T, rom_r.discrete, horizon, same=False
@@ -259,7 +278,9 @@ def reduce(
     - `r`: reduced order: real order for a dense `fom`, complex states for a diagonal one.
     - `horizon`: keyword-only; `None` or the time limit (see [`jaxlqo.h2_norm`][]).
     - `init`: keyword-only; the starting model. `None` (default): balanced truncation in the
-        same horizon. A dense init is brought to modal form (its real modes stay real).
+        same horizon. A dense init is brought to modal form (its real modes stay real). For a
+        dense `fom` it must have real order `r` (a dense model of order `r`, or a diagonal one
+        with `r / 2` complex states).
     - `weight`: keyword-only; an `(m, m)` positive semidefinite input weight `W` (e.g. the
         input covariance): the objective becomes the error of `Σ W^{1/2}` (inputs coloured
         by `W`), i.e. `B → B W^{1/2}` in both systems.
@@ -295,6 +316,7 @@ def reduce(
     horizon = check_horizon(horizon, fom.is_discrete, caller)
     if init is not None:
         _check_pair(fom, init, caller)
+        _check_init_order(fom, init, r, caller)
     factor = _weight_factor(weight, fom.m)
     if split is not None:
         split = jnp.asarray(split)
@@ -307,7 +329,7 @@ def reduce(
 def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     # Compiled once per shapes and static settings: a second call does not re-trace.
     caller = "reduce"
-    rom0, is_pair = _initial(fom, r, horizon, init)
+    rom0, is_pair, alive = _initial(fom, r, horizon, init)
     _check_pair(fom, rom0, caller)
     params0 = parameters_from(rom0, is_pair)
     fom_r, solver = _schur_coordinates(_weighted(realise(fom, caller), factor))
@@ -315,22 +337,31 @@ def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
-        rom = _to_real_order(rom, r)
+        rom = _to_real_order(rom, is_pair, alive, r)
     result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
 
 
-def _to_real_order(rom: DiagonalLQOSystem, r: int) -> LQOSystem:
-    """The dense real model of order `r` with the transfer function of a modal `rom`.
+def _to_real_order(rom: DiagonalLQOSystem, is_pair: Array, alive: Array, r: int) -> LQOSystem:
+    """The dense real model of order `r` with the transfer function and poles of a modal `rom`.
 
-    Real-mode slots leave `Im w` unexcited, so `rom.to_dense()` (order `2·slots`) has McMillan
-    degree `r`; balanced truncation to order `r` removes exactly the dead states.
+    Each slot `i` of `rom` (state `w_i`, pole `μ_i = α_i + iβ_i`) becomes real states in the
+    coordinates of `rom.to_dense()`: a complex mode (`is_pair`) keeps `(Re w_i, Im w_i)`, with
+    the block `[[α_i, −β_i], [β_i, α_i]]`, input rows `(Re b_i, Im b_i)`, output columns
+    `(Re c_i, −Im c_i)` (and `M` likewise); a real mode (`β_i = 0`, real `b_i`) keeps only
+    `Re w_i`, since `Im w_i ≡ 0`; a dead slot (`b_i = c_i = 0`, see `modal_form`) keeps
+    nothing. The dropped coordinates are identically zero and coupled to no kept one, so the
+    result is exact (no projection), with `Σ_i alive_i (1 + is_pair_i) = r` states and the
+    block-diagonal `Â` of `rom`'s poles (stable whenever `rom` is).
     """
     dense = rom.to_dense()
-    if dense.n == r:
-        return dense
-    p, q, _ = realisation_gramians(realise(dense, "reduce"), None)
-    return _project(dense, p, q, r)[0][0]
+    slots = rom.n
+    keep = jnp.stack([alive, alive & is_pair.astype(bool)], axis=1).reshape(-1)
+    # Slot-major order `(Re w_1, Im w_1, Re w_2, …)`: 2×2 blocks on the diagonal of `Â`.
+    coords = jnp.stack([jnp.arange(slots), slots + jnp.arange(slots)], axis=1).reshape(-1)
+    idx = coords[jnp.nonzero(keep, size=r)[0]]
+    M = None if dense.M is None else dense.M[:, idx][:, :, idx]
+    return LQOSystem(dense.A[idx][:, idx], dense.B[idx], dense.C[:, idx], M, dense.D, dt=dense.dt)
 
 
 def tlh2(
