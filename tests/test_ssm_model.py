@@ -240,8 +240,26 @@ def test_checkpoint_round_trip(getkey, tmp_path):
     loaded32, _ = ssm.load_checkpoint(base, dtype="float32")
     assert apply(loaded32, u).dtype == jnp.float32
     np.testing.assert_allclose(apply(loaded32, u), apply(model, u), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="reserved"):
-        ssm.save_checkpoint(tmp_path / "x", model, {"architecture": 1})
+    with pytest.raises(ValueError, match="'format' is reserved"):
+        ssm.save_checkpoint(tmp_path / "x", model, {"format": "other/1"})
+
+
+def test_checkpoint_metadata_round_trips(getkey, tmp_path):
+    # load → save(metadata as loaded) → load: the metadata comes back unchanged.
+    model = _tiny_model(getkey(), n=[5, 3], quad_rank=[1, 0])
+    ssm.save_checkpoint(tmp_path / "a", model, {"test_accuracy": 0.5, "seed": 3})
+    loaded, meta = ssm.load_checkpoint(tmp_path / "a")
+    assert {"format", "architecture", "seed"} <= set(meta)  # reserved keys come back too
+    ssm.save_checkpoint(tmp_path / "b", loaded, meta)
+    again, meta_again = ssm.load_checkpoint(tmp_path / "b")
+    assert meta_again == meta
+    u = jax.random.normal(getkey(), (6, 2))
+    np.testing.assert_array_equal(apply(again, u), apply(model, u))
+    # A stale architecture (e.g. of the model before compression) is replaced by the model's.
+    smaller = _tiny_model(getkey(), n=[2, 1], quad_rank=[1, 0])
+    ssm.save_checkpoint(tmp_path / "c", smaller, meta)
+    _, meta_small = ssm.load_checkpoint(tmp_path / "c")
+    assert meta_small["architecture"]["n"] == [2, 1] and meta_small["seed"] == 3
 
 
 def test_one_training_step_decreases_loss(getkey):

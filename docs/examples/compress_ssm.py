@@ -17,10 +17,10 @@ import jaxlqo.ssm as ssm
 jax.config.update("jax_enable_x64", True)  # the bundled weights are float64
 
 model, meta = ssm.load_default_model()
-notes = {"split_seed": meta["split_seed"], "test_accuracy": meta["test_accuracy"]}
 with tempfile.TemporaryDirectory() as tmp:
-    # Writes digits.eqx (the leaves) and digits.json (architecture + your metadata).
-    path = ssm.save_checkpoint(Path(tmp) / "digits", model, notes)
+    # Writes digits.eqx (the leaves) and digits.json (architecture + your metadata; the
+    # metadata of a loaded checkpoint can be passed back as it is).
+    path = ssm.save_checkpoint(Path(tmp) / "digits", model, meta)
     model, meta = ssm.load_checkpoint(path)
 print("architecture:", meta["architecture"])
 

@@ -227,17 +227,26 @@ def save_checkpoint(path, model: DeepSSM, metadata: dict | None = None) -> pathl
     - `path`: the file stem; a trailing `.eqx` or `.json` is dropped. Parent folders are
         created.
     - `model`: a [`DeepSSM`][jaxlqo.ssm.DeepSSM] (possibly compressed: per-layer `n`).
-    - `metadata`: a JSON-serialisable dict; the keys `"format"` and `"architecture"` are
-        reserved.
+    - `metadata`: a JSON-serialisable dict. The keys `"format"` and `"architecture"` are
+        written by this function: an `"architecture"` in `metadata` is replaced by `model`'s
+        own, and a `"format"` must equal the one written. So the metadata returned by
+        [`load_checkpoint`][jaxlqo.ssm.load_checkpoint] can be passed back as it is
+        (load → compress → save).
 
     **Returns:** the stem written to.
     """
     if not isinstance(model, DeepSSM):
         raise TypeError(f"save_checkpoint: `model` must be a DeepSSM; got {type(model).__name__}.")
     metadata = dict(metadata or {})
-    for key in ("format", "architecture"):
-        if key in metadata:
-            raise ValueError(f"save_checkpoint: metadata key {key!r} is reserved.")
+    if metadata.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"save_checkpoint: metadata key 'format' is reserved: it is {metadata['format']!r}, "
+            f"but this function writes {CHECKPOINT_FORMAT!r}; drop the key from `metadata`."
+        )
+    # An "architecture" in `metadata` (e.g. from load_checkpoint, before compression) is
+    # replaced: the sidecar must describe the model actually written.
+    metadata.pop("format", None)
+    metadata.pop("architecture", None)
     base = _base(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(base.with_suffix(".eqx"), model)
@@ -298,8 +307,9 @@ def load_checkpoint(path, *, dtype=None) -> tuple[DeepSSM, dict]:
     return model, metadata
 
 
-#: The models shipped in `jaxlqo/ssm/weights/`.
 BUNDLED_MODELS = ("digits", "fashion_mnist")
+"""The names of the classifiers shipped in `jaxlqo/ssm/weights/`, for
+[`load_default_model`][jaxlqo.ssm.load_default_model] (and the CLI's `--model`)."""
 
 
 def load_default_model(name: str = "digits", *, dtype=None) -> tuple[DeepSSM, dict]:
