@@ -19,6 +19,14 @@ trajectory from the same `s⁰`. For one input sequence of length `L` define, wi
 Then `‖sⁱ_k − ŝⁱ_k‖₂ ≤ εⁱ_k` for every layer `i` and step `k`; in particular
 `max_k ‖s_out,k − ŝ_out,k‖₂ ≤ max_k ε^ξ_k`.
 
+**Input-whitened refinement.** For any invertible `R_i` (H×H), the reduction term
+`δ_{i,1} W_k + δ_{i,2} W_k²` of `ηⁱ_k` may be replaced by its minimum with
+`δ^R_{i,1} Z_k + δ^R_{i,2} Z_k²`, where `δ^R` are the h2 errors of the blocks with input
+matrix `B R_i` and `Z_k = ‖R_i⁻¹ sⁱ⁻¹‖_{[0,k)}`. We take `R_i = (E[s sᵀ] + τ I)^{1/2}` over the
+given inputs' full trajectory: the reduction is then charged only for the input directions the
+layer actually sees (the first layer's input is an affine image of a scalar signal), which is
+what the input-aware methods minimise.
+
 **Proof.** By induction on `i`; `ε⁰ = 0` as the encoder is shared. Write
 `yⁱ − ŷⁱ = (S_i − Ŝ_i)(sⁱ⁻¹) + (Ŝ_i(sⁱ⁻¹) − Ŝ_i(ŝⁱ⁻¹))`.
 (1) *Reduction error.* The linear part of `(S_i − Ŝ_i)(v)_k` is `Σ_{j<k} (h − ĥ)(k−1−j) v_j`
@@ -26,7 +34,9 @@ Then `‖sⁱ_k − ŝⁱ_k‖₂ ≤ εⁱ_k` for every layer `i` and step `k`;
 `‖·‖₂ ≤ ‖·‖_F`, its norm is at most `(Σ_lag ‖h − ĥ‖_F²)^{1/2} ‖v‖_{[0,k)} ≤ δ_{i,1} W_k`. Each
 output of the quadratic part is the Frobenius inner product of the kernel difference with
 `v vᵀ` (over the window), so by Cauchy–Schwarz the output vector's norm is at most
-`δ_{i,2} ‖v‖²_{[0,k)}`.
+`δ_{i,2} ‖v‖²_{[0,k)}`. (Refinement: write `v_j = R z_j`; the kernels of the blocks with input
+matrix `B R` are `h R` and `K (R ⊗ R)`, so the same steps give `δ^R_{i,1} Z_k + δ^R_{i,2} Z_k²`;
+both estimates hold, hence their minimum.)
 (2) *Propagated error.* With `d = sⁱ⁻¹ − ŝⁱ⁻¹`, the linear part of `Ŝ_i(sⁱ⁻¹) − Ŝ_i(ŝⁱ⁻¹)` is
 bounded as in (1) by `‖Σ̂_{i,1}‖ ‖d‖_{[0,k)} + ‖D_i‖₂ ‖d_k‖`; for the quadratic part, symmetry
 of the kernel gives `B(s, s) − B(ŝ, ŝ) = B(d, s + ŝ)`, bounded by
@@ -78,8 +88,18 @@ class LayerQuantities(eqx.Module):
     feedthrough_norm: Array  # ‖D_i‖₂
 
 
+def with_input_factor(sys: DiagonalLQOSystem, factor: Array) -> DiagonalLQOSystem:
+    """The block driven through `factor`: input matrix `B R` (kernels `h R`, `K (R ⊗ R)`)."""
+    return eqx.tree_at(lambda s: s.B, sys, sys.B @ factor.astype(sys.B.dtype))
+
+
 def layer_quantities(full: DiagonalLQOSystem, reduced: DiagonalLQOSystem, horizon: int):
-    """δ₁, δ₂, ‖Σ̂₁‖, ‖Σ̂₂‖ and ‖D‖₂ of one layer (time-limited h2 over `horizon` lags)."""
+    """δ₁, δ₂, ‖Σ̂₁‖, ‖Σ̂₂‖ and ‖D‖₂ of one layer (time-limited h2 over `horizon` lags).
+
+    For the input-whitened refinement pass the blocks through
+    `with_input_factor(·, R)` first (only the errors
+    `δ` of those quantities are used).
+    """
     lin_full, lin_red = linear_part(full), linear_part(reduced)
     quad_full, quad_red = quadratic_part(full), quadratic_part(reduced)
     dtype = jnp.real(full.B).dtype
@@ -111,7 +131,7 @@ def _window_norm(x: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
-def bound_from_quantities(trajectory, quantities, norms) -> Array:
+def bound_from_quantities(trajectory, quantities, norms, whitened=None) -> Array:
     """The theorem's recursion for one input sequence.
 
     **Arguments:**
@@ -121,19 +141,30 @@ def bound_from_quantities(trajectory, quantities, norms) -> Array:
     - `quantities`: list of [`LayerQuantities`][] (any of its entries may be traced, so the
         bound can be differentiated with respect to the layer errors).
     - `norms`: list of `(‖γ_i‖_∞, ε_i)` of each layer's LayerNorm.
+    - `whitened`: optional list of `(quantities with input factor R_i, R_i⁻¹)` per layer,
+        for the input-whitened refinement of the reduction term.
 
     **Returns:** `(L,)` the bound `ε^ξ_k` on `‖s_out,k − ŝ_out,k‖` for every step.
     """
     eps_prev = None
-    for (s_in, a), q, (gamma_max, ln_eps) in zip(trajectory, quantities, norms):
+    whitened = [None] * len(quantities) if whitened is None else whitened
+    for (s_in, a), q, (gamma_max, ln_eps), white in zip(
+        trajectory, quantities, norms, whitened, strict=True
+    ):
         length, width = s_in.shape
         if eps_prev is None:
             eps_prev = jnp.zeros(length, s_in.dtype)
         w = _window_norm(jnp.linalg.norm(s_in, axis=-1))
         e = _window_norm(eps_prev)
+        reduction = q.linear_error * w + q.quadratic_error * w**2
+        if white is not None:
+            q_white, inverse_factor = white
+            z = _window_norm(jnp.linalg.norm(s_in @ inverse_factor.T, axis=-1))
+            reduction = jnp.minimum(
+                reduction, q_white.linear_error * z + q_white.quadratic_error * z**2
+            )
         eta = (
-            q.linear_error * w
-            + q.quadratic_error * w**2
+            reduction
             + q.reduced_linear_norm * e
             + q.reduced_quadratic_norm * e * (2 * w + e)
             + q.feedthrough_norm * eps_prev

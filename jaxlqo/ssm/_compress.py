@@ -17,7 +17,7 @@ from jaxtyping import Array
 from .._reduction import balanced_truncation, modal_truncation, reduce, tlh2
 from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
-from ._bound import bound_from_quantities, layer_quantities
+from ._bound import bound_from_quantities, layer_quantities, with_input_factor
 from ._match import match_layer
 from ._model import DeepSSM, SSMLayer, gelu
 
@@ -60,7 +60,9 @@ def _norm_constants(model: DeepSSM):
     return constants
 
 
-def output_error_bound(model: DeepSSM, compressed: DeepSSM, inputs: Array, *, horizon=None):
+def output_error_bound(
+    model: DeepSSM, compressed: DeepSSM, inputs: Array, *, horizon=None, whiten: bool = True
+):
     r"""A rigorous upper bound on `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence.
 
     The theorem, its proof and the recursion are in `jaxlqo/ssm/_bound.py` (and the docs):
@@ -75,26 +77,40 @@ def output_error_bound(model: DeepSSM, compressed: DeepSSM, inputs: Array, *, ho
     - `inputs`: `(N, L, d_in)` input sequences (or one `(L, d_in)`).
     - `horizon`: lags covered by the h2 norms; default `L`, the most a length-`L` sequence
         sees.
+    - `whiten`: also use the input-whitened estimate of each layer's reduction error (with
+        `R_i` the root of the layer's input second moment over `inputs`) and keep the smaller
+        (see `jaxlqo/ssm/_bound.py`); `False` gives the plain theorem, whose first-order form
+        is [`jaxlqo.ssm.bound_weights`][].
 
     **Returns:** `(N,)` bounds (a scalar for one sequence).
     """
     single = inputs.ndim == 2
     inputs = inputs[None] if single else inputs
     horizon = inputs.shape[1] if horizon is None else horizon
-    bounds = _output_error_bound(model, compressed, inputs, horizon)
+    bounds = _output_error_bound(model, compressed, inputs, horizon, whiten)
     return bounds[0] if single else bounds
 
 
 @eqx.filter_jit
-def _output_error_bound(model, compressed, inputs, horizon):
-    quantities = [
-        layer_quantities(full.system(), reduced.system(), horizon)
-        for full, reduced in zip(model.layers, compressed.layers)
-    ]
+def _output_error_bound(model, compressed, inputs, horizon, whiten):
+    quantities, whitened = [], []
+    # The refinement's R_i: the root of each layer's input second moment over these inputs
+    # (any invertible R gives a valid bound; this one charges only the directions seen).
+    moments = _second_moments(model, inputs)
+    for full, reduced, moment in zip(model.layers, compressed.layers, moments, strict=True):
+        full_sys, reduced_sys = full.system(), reduced.system()
+        quantities.append(layer_quantities(full_sys, reduced_sys, horizon))
+        root, inverse_root = _weight_root(moment)
+        q_white = layer_quantities(
+            with_input_factor(full_sys, root), with_input_factor(reduced_sys, root), horizon
+        )
+        whitened.append((q_white, inverse_root))
     norms = _norm_constants(model)
 
     def one(u):
-        return jnp.max(bound_from_quantities(full_trajectory(model, u), quantities, norms))
+        trajectory = full_trajectory(model, u)
+        refinement = whitened if whiten else None
+        return jnp.max(bound_from_quantities(trajectory, quantities, norms, refinement))
 
     return jax.vmap(one)(inputs)
 
@@ -168,10 +184,6 @@ def _weight_root(second_moment: Array) -> tuple[Array, Array]:
     return root, inverse_root
 
 
-def _with_input_weight(sys: DiagonalLQOSystem, factor: Array) -> DiagonalLQOSystem:
-    return eqx.tree_at(lambda s: s.B, sys, sys.B @ factor.astype(sys.B.dtype))
-
-
 def _pad(sys: DiagonalLQOSystem, slots: int) -> DiagonalLQOSystem:
     """Add dead states (zero `b`, `c`, readout columns) so every rank shares one compiled shape.
 
@@ -223,9 +235,9 @@ def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
 def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSystem:
     """Balanced truncation of the input-weighted block `B W^{1/2}`; `roots = (W^{1/2}, W^{-1/2})`."""
     root, inverse_root = roots
-    rom, _ = balanced_truncation(_with_input_weight(sys, root), r, horizon=horizon)
+    rom, _ = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon)
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
-    return _with_input_weight(rom, inverse_root)
+    return with_input_factor(rom, inverse_root)
 
 
 def compress_layer(
