@@ -214,7 +214,14 @@ def realisation_gramians(r: Realisation, horizon, *, observability: bool = True)
     return p, q, first_failure(res_p, res_q)
 
 
-def _finish(value, result, stable, horizon, throw, systems=()):
+def finish(value, result, stable, horizon, throw, systems=()):
+    """The common end of a Gramian or norm computation: result code, then throw or `Solution`.
+
+    An infinite horizon needs a stable system (`RESULTS.unstable`); a non-finite array in
+    `systems` is `RESULTS.nonfinite_input`. With `throw` the value is returned behind
+    `eqx.error_if` (first the specific message for a `dt` that mixes up the time domains),
+    else a [`jaxlqo.Solution`][] with the result code.
+    """
     if horizon is None:
         result = RESULTS.where(stable, result, RESULTS.unstable)
     if systems:
@@ -262,7 +269,7 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
     r = realise(sys, caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
     p = _to_real_coordinates(sys, p, "controllability")
-    return _finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
+    return finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
 def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
@@ -281,7 +288,7 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     r = realise(sys, caller)
     _, q, result = realisation_gramians(r, horizon)
     q = _to_real_coordinates(sys, q, "observability")
-    return _finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
+    return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
 def psd_sqrt_factor(g: Array) -> Array:
@@ -310,6 +317,6 @@ def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = T
     r = realise(sys, caller)
     p, q, result = realisation_gramians(r, horizon)
     sigma = jnp.linalg.svd(psd_sqrt_factor(q).conj().T @ psd_sqrt_factor(p), compute_uv=False)
-    return _finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
+    return finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 

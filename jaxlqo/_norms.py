@@ -11,17 +11,16 @@ from jaxtyping import Array, Real
 
 from ._gramians import (
     check_horizon,
+    finish,
     first_failure,
     is_stable_matrix,
-    raise_if_time_domain_mixup,
     realisation_gramians,
     solve_gramian_equation,
-    systems_are_finite,
 )
 from ._matrix_equations._solvers import _separation_ok
 from ._misc import common_inexact_dtype
 from ._realisation import Realisation, realise
-from ._solution import RESULTS, Solution
+from ._solution import RESULTS
 from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 
 
@@ -128,17 +127,13 @@ def _safe_sqrt(x: Array) -> Array:
 
 
 def _finish(value, result, stable, horizon, throw, systems=()):
+    """`finish` for a norm: NaN is `nonfinite_input`, and an unstable system's norm is `inf`."""
     result = RESULTS.where((result == RESULTS.successful) & jnp.isnan(value), RESULTS.nonfinite_input, result)
     if horizon is None:
-        result = RESULTS.where(stable, result, RESULTS.unstable)
         value = jnp.where(stable, value, jnp.inf)
-    if systems:  # NaN / inf anywhere in the systems, even where it would only give `inf`
-        result = RESULTS.where(systems_are_finite(*systems), result, RESULTS.nonfinite_input)
-    if throw:
-        if systems and horizon is None:
-            value = raise_if_time_domain_mixup(value, systems, stable)
-        return result.error_if(value, result != RESULTS.successful)
-    return Solution(value=value, result=result, stats={})
+    # The result codes of `systems` (NaN / inf anywhere in them, even where it would only give
+    # `inf`) and of instability are set by `finish`.
+    return finish(value, result, stable, horizon, throw, systems)
 
 
 def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Array, ""]:

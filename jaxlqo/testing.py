@@ -413,23 +413,35 @@ def _fixed_poles(draw, poles_, caller: str) -> np.ndarray:
     return lam.astype(np.complex128 if np.iscomplexobj(lam) else np.float64)
 
 
-@st.composite
-def _draw_lqo_system(
-    draw, n, m, p, poles_, discrete, lti, feedthrough, complex_poles, cond, scale, dt, dtype, region
+def _draw_structure(
+    draw, n, m, p, poles_, discrete, lti, feedthrough, caller, complex_, self_conjugate, region
 ):
+    """What every system strategy draws first, in this order: the flags `discrete`, `lti`,
+    `feedthrough`, the poles (drawn with `_draw_poles(…, complex_, self_conjugate, …)`, or the
+    fixed `poles_`), the sizes `m`, `p` and a seeded NumPy generator."""
     discrete = bool(_resolve(draw, discrete))
     lti = bool(_resolve(draw, lti))
     feedthrough = bool(_resolve(draw, feedthrough))
     if poles_ is None:
-        n = _size(draw, n, "n", "lqo_systems")
-        lam = draw(_draw_poles(n, discrete, complex_poles, True, **region))
+        n = _size(draw, n, "n", caller)
+        lam = draw(_draw_poles(n, discrete, complex_, self_conjugate, **region))
     else:
-        lam = _fixed_poles(draw, poles_, "lqo_systems")
-        n = lam.size
-    m = _size(draw, m, "m", "lqo_systems")
-    p = _size(draw, p, "p", "lqo_systems")
-    rng = np.random.default_rng(draw(_SEEDS))
-    A = _real_matrix_from_poles(rng, lam, cond, "lqo_systems")
+        lam = _fixed_poles(draw, poles_, caller)
+    m = _size(draw, m, "m", caller)
+    p = _size(draw, p, "p", caller)
+    return discrete, lti, feedthrough, lam, m, p, np.random.default_rng(draw(_SEEDS))
+
+
+@st.composite
+def _draw_lqo_system(
+    draw, n, m, p, poles_, discrete, lti, feedthrough, complex_poles, cond, scale, dt, dtype, region
+):
+    caller = "lqo_systems"
+    discrete, lti, feedthrough, lam, m, p, rng = _draw_structure(
+        draw, n, m, p, poles_, discrete, lti, feedthrough, caller, complex_poles, True, region
+    )
+    n = lam.size
+    A = _real_matrix_from_poles(rng, lam, cond, caller)
     B = scale * rng.standard_normal((n, m))
     C = scale * rng.standard_normal((p, n))
     D = scale * rng.standard_normal((p, m)) if feedthrough else None
@@ -551,24 +563,17 @@ def lqo_systems(
 def _draw_diagonal_system(
     draw, n, m, p, rank, poles_, discrete, lti, feedthrough, scale, dt, rdtype, region
 ):
-    discrete = bool(_resolve(draw, discrete))
-    lti = bool(_resolve(draw, lti))
-    feedthrough = bool(_resolve(draw, feedthrough))
-    if poles_ is None:
-        n = _size(draw, n, "n", "diagonal_systems")
-        lam = draw(_draw_poles(n, discrete, True, False, **region))
-    else:
-        lam = _fixed_poles(draw, poles_, "diagonal_systems")
-        n = lam.size
-    m = _size(draw, m, "m", "diagonal_systems")
-    p = _size(draw, p, "p", "diagonal_systems")
-    rng = np.random.default_rng(draw(_SEEDS))
+    caller = "diagonal_systems"
+    discrete, lti, feedthrough, lam, m, p, rng = _draw_structure(
+        draw, n, m, p, poles_, discrete, lti, feedthrough, caller, True, False, region
+    )
+    n = lam.size
     B = scale * _complex_normal(rng, (n, m))
     C = scale * _complex_normal(rng, (p, n))
     D = scale * rng.standard_normal((p, m)) if feedthrough else None
     F = G = None
     if not lti:
-        k = _size(draw, rank, "rank", "diagonal_systems")
+        k = _size(draw, rank, "rank", caller)
         # Re(F x) Re(G x) is then of the order of scale · |x|², like xᵀ M x in lqo_systems.
         F = math.sqrt(scale / n) * _complex_normal(rng, (p, k, n))
         G = math.sqrt(scale / n) * _complex_normal(rng, (p, k, n))

@@ -12,13 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference_norms as ref
+from _helpers import ND, N, dense, diagonal, first as first_example
 from conftest import load_benchmark
 
 import jaxlqo as lqo
 
 T = lqo.testing
-
-N, ND, M_IN, P_OUT = 4, 2, 2, 2  # a diagonal system with ND = 2 realifies to order N = 4
 
 
 @eqx.filter_jit
@@ -33,41 +32,14 @@ def quantities(sys, horizon=None):
     )
 
 
-def dense(n=N, *, discrete=True, lti=False, max_radius=0.7, **kw):
-    return T.lqo_systems(
-        n=n, m=M_IN, p=P_OUT, discrete=discrete, lti=lti, max_radius=max_radius, **kw
-    )
-
-
-def diagonal(n=ND, *, discrete=True, lti=False, max_radius=0.7, **kw):
-    return T.diagonal_systems(
-        n=n,
-        m=M_IN,
-        p=P_OUT,
-        rank=1,
-        discrete=discrete,
-        lti=lti,
-        feedthrough=False,
-        max_radius=max_radius,
-        **kw,
-    )
-
-
-_FOUND = {}
+def _nontrivial(s) -> bool:
+    """Not the all-zero shrunk example."""
+    return float(jnp.max(jnp.abs(s.A if isinstance(s, lqo.LQOSystem) else s.poles))) > 0.2
 
 
 def first(strategy):
     """A deterministic example (not the all-zero shrunk one) from a strategy, memoised."""
-    key = repr(strategy)
-    if key not in _FOUND:
-        _FOUND[key] = hypothesis.find(
-            strategy,
-            lambda s: (
-                float(jnp.max(jnp.abs(s.A if isinstance(s, lqo.LQOSystem) else s.poles))) > 0.2
-            ),
-            settings=hypothesis.settings(database=None, derandomize=True),
-        )
-    return _FOUND[key]
+    return first_example(strategy, _nontrivial)
 
 
 def assert_close(actual, expected, rtol):

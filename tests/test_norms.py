@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import reference_norms as ref
 import scipy.signal
+from _helpers import M_IN, P_OUT, N, dense, diagonal, first
 from conftest import load_benchmark
 from jax.test_util import check_grads
 
@@ -46,50 +47,7 @@ def grad_squared_error(rom, fom):
 HORIZONS = (1, 3, 7)  # discrete time-limited horizons (steps)
 TIMES = (0.5, 1.5)  # continuous time-limited horizons
 
-# Standard sizes: a dense fom of order 4, a dense rom of order 2, a diagonal system with 2
-# complex states (realified order 4, so `to_dense()` shares the dense fom's compilations);
-# 2 inputs and 2 outputs throughout. Compilation, not arithmetic, dominates the run time.
-N, R, ND, M_IN, P_OUT = 4, 2, 2, 2, 2
-
-
-def dense(n=N, *, discrete=True, lti=False, feedthrough=False, max_radius=0.7, **kw):
-    return T.lqo_systems(
-        n=n,
-        m=M_IN,
-        p=P_OUT,
-        discrete=discrete,
-        lti=lti,
-        feedthrough=feedthrough,
-        max_radius=max_radius,
-        **kw,
-    )
-
-
-def diagonal(n=ND, *, discrete=True, lti=False, feedthrough=False, max_radius=0.7, **kw):
-    return T.diagonal_systems(
-        n=n,
-        m=M_IN,
-        p=P_OUT,
-        rank=1,
-        discrete=discrete,
-        lti=lti,
-        feedthrough=feedthrough,
-        max_radius=max_radius,
-        **kw,
-    )
-
-
-_FOUND = {}
-
-
-def first(strategy, condition=lambda s: True):
-    """A deterministic example from a strategy (for the non-hypothesis tests), memoised."""
-    key = (repr(strategy), condition)
-    if key not in _FOUND:
-        _FOUND[key] = hypothesis.find(
-            strategy, condition, settings=hypothesis.settings(database=None, derandomize=True)
-        )
-    return _FOUND[key]
+R = 2  # the order of a dense rom (sizes of the foms: see `_helpers.py`)
 
 
 def nontrivial(sys) -> bool:
