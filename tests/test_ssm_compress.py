@@ -142,6 +142,19 @@ def test_output_matching_improves_its_start_on_the_calibration_data():
     assert logit_error(matched) < logit_error(start)
 
 
+@pytest.mark.parametrize("method", ["tlh2", "h2"])
+def test_dead_state_slots_do_not_change_the_optimised_block(method):
+    """Optimising with extra dead slots (one compile per sweep) gives the same block."""
+    layer = _tiny_model(8, n=8).layers[0]
+    plain, _ = ssm.compress_layer(layer.system(), 3, method=method, horizon=10, max_steps=20)
+    slotted, _ = ssm.compress_layer(
+        layer.system(), 3, method=method, horizon=10, max_steps=20, slots=6
+    )
+    assert slotted.n == 3
+    np.testing.assert_allclose(slotted.poles, plain.poles, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(slotted.C, plain.C, rtol=1e-6, atol=1e-8)
+
+
 def test_match_layer_checks_shapes():
     model = _tiny_model(7)
     layer = model.layers[0]

@@ -369,7 +369,7 @@ def tlh2(
     r: int,
     *,
     horizon,
-    init: Optional[LQOSystem] = None,
+    init: Optional[AbstractSystem] = None,
     max_steps: int = 200,
     tol: float = 1e-6,
 ) -> Solution:
@@ -384,7 +384,9 @@ def tlh2(
     reduced over dense matrices of order `r` (`init`: a dense `LQOSystem`, default
     time-limited balanced truncation). A diagonal `fom` is reduced over diagonal models with
     `r` complex states whose poles are free complex numbers (no stability map) and whose
-    quadratic readout keeps its rank, initialised by time-limited balanced truncation.
+    quadratic readout keeps its rank, initialised by time-limited balanced truncation (or by
+    `init`, a `DiagonalLQOSystem` with `r` states: e.g. one padded with dead states, so that
+    several `r` share one compiled optimisation).
 
     **Returns:** a [`jaxlqo.Solution`][] whose `.value` is an `LQOSystem` (dense `fom`) or a
     `DiagonalLQOSystem` (diagonal `fom`); `.stats["stable"]` says whether it is stable.
@@ -397,16 +399,22 @@ def tlh2(
         raise ValueError(f"{caller}: `horizon` is required (use lqo.reduce for infinite horizon).")
     order = 2 * r if isinstance(fom, DiagonalLQOSystem) else r
     if init is not None:
-        if not isinstance(init, LQOSystem):
-            raise TypeError(f"{caller}: `init` must be a dense LQOSystem.")
+        expected = DiagonalLQOSystem if isinstance(fom, DiagonalLQOSystem) else LQOSystem
+        if not isinstance(init, expected):
+            raise TypeError(
+                f"{caller}: `init` must be a {expected.__name__} like `fom`; got "
+                f"{type(init).__name__}."
+            )
+        if init.n != r:
+            raise ValueError(f"{caller}: `init` must have r = {r} states; it has {init.n}.")
         _check_pair(fom, init, caller)
     return _tlh2(lax.stop_gradient(fom), init, order, horizon, max_steps, tol)
 
 
 @eqx.filter_jit
 def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
-    if isinstance(fom, DiagonalLQOSystem) and init is None:
-        return _tlh2_modal(fom, order // 2, horizon, max_steps, tol)
+    if isinstance(fom, DiagonalLQOSystem):
+        return _tlh2_modal(fom, order // 2, horizon, max_steps, tol, init)
     if init is None:
         init, _ = balanced_truncation(fom.to_dense(), order, horizon=horizon)
     params0 = (init.A, init.B, init.C, init.M)
@@ -423,9 +431,9 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
 
 
-def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol) -> Solution:
+def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -> Solution:
     """TLH2 in the diagonal class: poles `μ` free in ℂ (no stability map), readout ranks kept."""
-    rom0, _ = balanced_truncation(fom, r, horizon=horizon)
+    rom0 = balanced_truncation(fom, r, horizon=horizon)[0] if init is None else init
     p = parameters_from(rom0, jnp.ones(r, rom0.D.dtype))
     params0 = ModalParameters(
         jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False

@@ -257,9 +257,12 @@ def compress_layer(
     if method == "modal":
         return _modal(sys, r), info
     if method == "tlh2":
-        sol = tlh2(sys, r, horizon=horizon if horizon is not None else 10 * sys.n, max_steps=max_steps)
+        horizon = horizon if horizon is not None else 10 * sys.n
+        slots = r if slots is None else slots
+        start = _balanced(sys, r, horizon, _weight_root(jnp.eye(sys.m, dtype=sys.D.dtype)))
+        sol = tlh2(sys, slots, horizon=horizon, init=_pad(start, slots), max_steps=max_steps)
         info["stable"] = bool(sol.stats["stable"])
-        return sol.value, info
+        return _unpad(sol.value, r), info
     if not input_aware or second_moment is None:
         # A plain method is its input-aware twin with a white input (W = I), so that both
         # share one compiled function; the results agree to rounding.
