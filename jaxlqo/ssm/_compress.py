@@ -310,7 +310,12 @@ def compress(
       bound ([`jaxlqo.ssm.bound_weights`][], computed on `calibration`);
     - `"bt-input"`, `"h2-input"`, `"bound-input"`: input-aware variants: each block's
       inputs are weighted by their second moment `E[s sᵀ]` measured on `calibration`
-      (no labels), so the reduction is accurate for the inputs the block actually sees.
+      (no labels), so the reduction is accurate for the inputs the block actually sees;
+    - `"match"`: output matching ([`jaxlqo.ssm.match_layer`][]): layer by layer, input-weighted
+      BT refined so the layer reproduces the full layer's output on the `calibration`
+      sequences fed through the already compressed layers (the last layer matches the
+      logits); the real input process, coloured in time, replaces the h2 objective's white
+      noise. No labels; only the blocks change.
 
     **Arguments:**
 
