@@ -2,6 +2,7 @@
 
 import json
 
+import equinox as eqx
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -153,6 +154,24 @@ def test_dead_state_slots_do_not_change_the_optimised_block(method):
     assert slotted.n == 3
     np.testing.assert_allclose(slotted.poles, plain.poles, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(slotted.C, plain.C, rtol=1e-6, atol=1e-8)
+
+
+def test_allocate_ranks_spends_the_budget_where_the_estimate_drops_most():
+    model = _tiny_model(9, n=6)
+    rng = np.random.default_rng(9)
+    calibration = jnp.asarray(rng.standard_normal((16, 10, 1)))
+    ranks = ssm.allocate_ranks(model, 7, calibration=calibration)
+    assert len(ranks) == 2 and sum(ranks) == 7 and all(1 <= r <= 6 for r in ranks)
+    # A second layer whose block is almost switched off needs (almost) no states.
+    quiet = model.layers[1]
+    quiet = eqx.tree_at(lambda l: (l.B_re, l.B_im), quiet, (1e-8 * quiet.B_re, 1e-8 * quiet.B_im))
+    lopsided = model.with_layers([model.layers[0], quiet])
+    assert ssm.allocate_ranks(lopsided, 7, calibration=calibration) == (6, 1)
+    assert ssm.allocate_ranks(model, 12, calibration=calibration) == (6, 6)
+    with pytest.raises(ValueError, match="total"):
+        ssm.allocate_ranks(model, 13, calibration=calibration)
+    with pytest.raises(ValueError, match="total"):
+        ssm.allocate_ranks(model, 1, calibration=calibration)
 
 
 def test_match_layer_checks_shapes():

@@ -4,6 +4,7 @@ Layers, a classifier, sequential data sets, training and checkpoints. scikit-lea
 optional extra `jaxlqo[ssm]`) is needed only by `load_digits_sequences`.
 """
 
+from ._allocate import allocate_ranks as allocate_ranks
 from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
 from ._compress import (
     METHODS as METHODS,
