@@ -1,5 +1,6 @@
 """Test configuration: float64, strict dtype promotion, a PRNG key, hypothesis profiles."""
 
+import gc
 import os
 import pathlib
 
@@ -40,3 +41,18 @@ def load_benchmark(name: str) -> dict:
     """A SLICOT / LQO benchmark model from tests/data (see tests/data/README.md)."""
     with np.load(DATA / f"{name}.npz") as f:
         return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module.
+
+    XLA's CPU executables hold memory mappings; one pytest process compiling the whole
+    suite's shapes accumulates tens of thousands of them, and at the kernel's
+    `vm.max_map_count` (65 530 by default) the next compilation crashes the process (seen as a
+    segfault or abort inside `backend_compile` late in the suite). Clearing the caches returns
+    the process to a few hundred mappings; a module rarely reuses another module's shapes.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
