@@ -65,7 +65,6 @@ from .._systems import DiagonalLQOSystem
 from ._model import GELU_LIPSCHITZ
 
 
-
 def linear_part(sys: DiagonalLQOSystem) -> DiagonalLQOSystem:
     """The linear part `Re(C x)` only (no feedthrough, no quadratic readout)."""
     return DiagonalLQOSystem(sys.poles, sys.B, sys.C, dt=sys.dt)
