@@ -27,6 +27,10 @@ from benchmarks._timing import peak_rss_mb, print_table
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
 STEPS = {"build": 0.1, "CDplayer": 1e-3, "heat_cont": 1e-3, "iss1R": 0.05, "beam": 0.05}
+_COLUMNS = [
+    "model", "r", "BT err", "reduce err", "TLH2 err", "TLH2 stable", "reduce/BT", "BT s",
+    "reduce s", "TLH2 s",
+]
 
 
 def slicot(name):
@@ -93,34 +97,12 @@ def run(models, ranks, horizon, max_steps):
             )
             print_table(
                 "",
-                [
-                    "model",
-                    "r",
-                    "BT err",
-                    "reduce err",
-                    "TLH2 err",
-                    "TLH2 stable",
-                    "reduce/BT",
-                    "BT s",
-                    "reduce s",
-                    "TLH2 s",
-                ],
+                _COLUMNS,
                 rows[-1:],
             )
     print_table(
         f"time-limited h2 error over {horizon} steps (discrete time; times include compilation)",
-        [
-            "model",
-            "r",
-            "BT err",
-            "reduce err",
-            "TLH2 err",
-            "TLH2 stable",
-            "reduce/BT",
-            "BT s",
-            "reduce s",
-            "TLH2 s",
-        ],
+        _COLUMNS,
         rows,
     )
     return records

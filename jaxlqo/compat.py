@@ -135,14 +135,7 @@ def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver =
     non-finite input.
     """
     caller = "lyap"
-    _check_method(method, caller)
-    if C is not None and E is not None:
-        raise ValueError(
-            f"{caller}: pass `C` (Sylvester equation) or `E` (generalized Lyapunov equation), "
-            "not both."
-        )
-    A, Q, C, E = _matrices(caller, A=A, Q=Q, C=C, E=E)
-    _check_square(A, caller)
+    A, Q, C, E = _lyapunov_arguments(caller, A, Q, C, E, method)
     if C is not None:
         return solve_sylvester(A, Q, -C, solver=solver)
     if E is not None:
@@ -162,6 +155,16 @@ def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver 
     Arguments and returns as for [`jaxlqo.compat.lyap`][].
     """
     caller = "dlyap"
+    A, Q, C, E = _lyapunov_arguments(caller, A, Q, C, E, method)
+    if C is not None:
+        return solve_discrete_sylvester(A, Q.T, C, solver=solver)
+    if E is not None:
+        A, Q = _generalised(A, Q, E, caller)
+    return solve_discrete_lyapunov(A, Q, solver=solver)
+
+
+def _lyapunov_arguments(caller: str, A, Q, C, E, method):
+    """The checks `lyap` and `dlyap` share: `method`, `C` xor `E`, shapes, square `A`."""
     _check_method(method, caller)
     if C is not None and E is not None:
         raise ValueError(
@@ -170,11 +173,7 @@ def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver 
         )
     A, Q, C, E = _matrices(caller, A=A, Q=Q, C=C, E=E)
     _check_square(A, caller)
-    if C is not None:
-        return solve_discrete_sylvester(A, Q.T, C, solver=solver)
-    if E is not None:
-        A, Q = _generalised(A, Q, E, caller)
-    return solve_discrete_lyapunov(A, Q, solver=solver)
+    return A, Q, C, E
 
 
 def _as_system(sys, caller: str) -> AbstractSystem:

@@ -38,7 +38,11 @@ def layer_input_second_moments(model: DeepSSM, inputs: Array) -> list[Array]:
 
 @eqx.filter_jit
 def _second_moments(model: DeepSSM, inputs: Array) -> list[Array]:
-    per_sequence = jax.vmap(model.layer_inputs)(inputs)  # list of (N, L, H)
+    return _moments_of(jax.vmap(model.layer_inputs)(inputs))
+
+
+def _moments_of(per_sequence: list[Array]) -> list[Array]:
+    """`E[s sᵀ]` over sequences and steps of each `(N, L, H)` array."""
     return [jnp.einsum("nlh,nlg->hg", s, s) / (s.shape[0] * s.shape[1]) for s in per_sequence]
 
 
@@ -376,7 +380,7 @@ def _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots):
     # The last layer matches the logits: only what the head reads of its output matters.
     targets = full_inputs[1:] + [jax.vmap(model)(calibration)]
     readouts = [None] * (len(model.layers) - 1) + [model.classify]
-    moments = layer_input_second_moments(model, calibration)
+    moments = _moments_of(full_inputs)
     upstream = full_inputs[0]  # the encoder is shared
     layers, infos = [], []
     for layer, r, target, readout, moment in zip(
