@@ -43,12 +43,12 @@ def main():
     import jax  # noqa: E402  (after XLA_FLAGS)
 
     jax.config.update("jax_enable_x64", not args.float32)
-    from benchmarks import batch, h2, matrix_equations  # noqa: E402
+    from benchmarks import BLAS_THREADS, batch, h2, matrix_equations  # noqa: E402
 
     suites = [s for s in args.suites.split(",") if s]
     print(
         f"jax {jax.__version__}, devices {jax.devices()}, x64={not args.float32}, "
-        f"quick={args.quick}"
+        f"quick={args.quick}, BLAS threads {BLAS_THREADS or 'default'} (JAXLQO_BLAS_THREADS)"
     )
     results = {"meta": _meta(args, jax)}
     if "h2" in suites:
@@ -100,6 +100,8 @@ def _default_path():
 
 
 def _meta(args, jax):
+    from benchmarks import BLAS_THREADS
+
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
@@ -116,6 +118,7 @@ def _meta(args, jax):
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "blas_threads": BLAS_THREADS,
     }
 
 

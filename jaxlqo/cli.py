@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         "~/.cache/jaxlqo/xla)",
     )
     c.add_argument("--no-cache", action="store_true", help="do not use a compilation cache")
+    c.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="threads for NumPy/SciPy's BLAS, which runs jaxlib's LAPACK calls (default 1: no "
+        "contention with XLA's own thread pool; 0 leaves the libraries' default)",
+    )
     return parser
 
 
@@ -326,6 +333,9 @@ def _plot(records: list[dict], out: pathlib.Path):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    from ._blas import limit_blas_threads
+
+    limit_blas_threads(args.blas_threads)
     if args.command == "compress":
         compress_main(args)
     return 0

@@ -9,8 +9,13 @@ import jax
 import numpy as np
 import pytest
 
+from jaxlqo._blas import limit_blas_threads
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# One BLAS thread: XLA's thread pool already uses every core, and OpenBLAS threads competing
+# with it made LAPACK calls many times slower on the 2-core CI machine (jaxlqo/_blas.py).
+limit_blas_threads(1)
 
 hypothesis.settings.register_profile("dev", max_examples=20, deadline=None, derandomize=True)
 hypothesis.settings.register_profile(

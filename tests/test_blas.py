@@ -1,0 +1,29 @@
+"""`limit_blas_threads`: the BLAS pools jaxlib's LAPACK calls use are limited, and restorable."""
+
+import threadpoolctl
+
+from jaxlqo._blas import limit_blas_threads
+
+
+def _blas_threads() -> dict:
+    return {
+        info["filepath"]: info["num_threads"]
+        for info in threadpoolctl.threadpool_info()
+        if info["user_api"] == "blas"
+    }
+
+
+def test_limit_blas_threads_sets_every_loaded_blas_and_restores():
+    outer = threadpoolctl.threadpool_limits(2, user_api="blas")  # a known starting point
+    try:
+        before = _blas_threads()
+        assert before, "no BLAS library loaded: SciPy's OpenBLAS should be (jaxlib's LAPACK)"
+        assert set(before.values()) == {2}
+        limiter = limit_blas_threads(1)
+        assert set(_blas_threads().values()) == {1}
+        limiter.restore_original_limits()
+        assert _blas_threads() == before
+        assert limit_blas_threads(0) is None  # 0: leave the libraries as they are
+        assert _blas_threads() == before
+    finally:
+        outer.restore_original_limits()
