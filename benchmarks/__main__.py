@@ -74,9 +74,10 @@ def main():
 def _reduce_in_subprocess(quick):
     """The reduce suite in a fresh process on one host device.
 
-    With forced virtual host devices (`--xla_force_host_platform_device_count`), `reduce`
-    was seen to hang in this JAX version (execution blocked, no CPU use); on one device it
-    does not. Run alone: `python -m benchmarks.reduce --s5 [--quick]`.
+    Kept apart from the suites' virtual host devices, so it measures what a user on one CPU
+    device gets. (On jaxlib 0.10.x it also hung there: the batched-LAPACK deadlock for which
+    jaxlqo excludes 0.10.x; see docs/faq.md.) Run alone: `python -m benchmarks.reduce --s5
+    [--quick]`.
     """
     import tempfile
 
