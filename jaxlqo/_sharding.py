@@ -133,13 +133,6 @@ def map_layers(fn: Callable, mesh: Mesh | None = None, *, axis: str = "layers") 
     - `axis`: keyword-only; the mesh axis name.
 
     **Returns:** a function of the stacked arguments; wrap it in `jax.jit`.
-
-    !!! note
-
-        Inside `shard_map` lineax compares vector structures including their sharding, so
-        the tiny-size [`jaxlqo.Kronecker`][] solver (chosen by the default solver when
-        `n·m ≤ 64`) fails there; pass another solver or use [`jaxlqo.shard_layers`][] for
-        such tiny systems.
     """
     spec = PartitionSpec(axis)
     batched = jax.vmap(fn)

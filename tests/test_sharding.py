@@ -82,6 +82,12 @@ SCRIPT = textwrap.dedent(
     hsv_map = jax.jit(lqo.map_layers(lqo.hankel_singular_values))(foms)
     out["hsv_equal"] = close(hsv_map, jax.jit(jax.vmap(lqo.hankel_singular_values))(foms))
 
+    # 3b. Tiny dense systems (n·m ≤ 64: the default solver is the Kronecker solve).
+    tiny = stack([diagonal(2, 1).to_dense() for _ in range(8)])  # 4 real states
+    t_ref = jax.jit(gram)(tiny)
+    t_map = jax.jit(lqo.map_layers(lqo.controllability_gramian))(tiny)
+    out["tiny_gramian_equal"] = close(t_map, t_ref)
+
     # 4. reduce (L-BFGS in a while loop) per device.
     red = lambda fom: lqo.reduce(fom, 3, max_steps=8).value
     r_map = jax.jit(lqo.map_layers(red))(foms)
@@ -133,6 +139,7 @@ def test_map_layers_gramians(four_devices):
     assert four_devices["gramian_equal"]
     assert four_devices["gramian_devices"] == 4
     assert four_devices["hsv_equal"]
+    assert four_devices["tiny_gramian_equal"]  # Kronecker solver inside shard_map
 
 
 def test_map_layers_reduce(four_devices):

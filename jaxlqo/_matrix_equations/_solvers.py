@@ -15,7 +15,6 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-import lineax as lx
 from jaxtyping import Array, Bool
 
 from ._operator import SylvesterOperator, as_dense
@@ -105,9 +104,10 @@ class Kronecker(AbstractSylvesterSolver):
 
     def compute(self, state, c, transpose):
         matrix = state.T if transpose else state
-        operator = lx.MatrixLinearOperator(matrix)
-        sol = lx.linear_solve(operator, c.reshape(-1), lx.LU(), throw=False)
-        return sol.value.reshape(c.shape)
+        # A plain LU solve, not lineax: inside `shard_map` lineax compares the vector's
+        # structure including its sharding with the operator's, and refuses (map_layers).
+        # A singular matrix gives non-finite values here; `separation_ok` reports it.
+        return jnp.linalg.solve(matrix, c.reshape(-1)).reshape(c.shape)
 
     def separation_ok(self, state):
         # Rounding turns an exactly singular Kronecker matrix into a merely ill-conditioned
