@@ -647,3 +647,172 @@ def test_property_small_residual(equation, n, m, complex_, radius, abscissa, see
     x = np.asarray(solve(equation, a, b, c))
     assert x.shape == c.shape and np.isfinite(x).all()
     assert_small_residual(equation, a, b, c, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Bartels–Stewart internals: real Schur forms with 2 × 2 blocks, eigenvalue clusters, and
+#    the blocked triangular solve (sizes around and across its 32-wide blocks, with padding)
+# ---------------------------------------------------------------------------------------------
+
+
+def structured(rng, equation, n, kind, complex_=False):
+    """A dense stable `n × n` matrix with a chosen eigenstructure, in a random orthogonal basis.
+
+    `pairs`: complex-conjugate pairs only (one real eigenvalue if `n` is odd), i.e. a real Schur
+    form with ⌊n/2⌋ 2 × 2 blocks; `cluster`: one repeated real eigenvalue with a non-normal
+    (Jordan-like) coupling; `mixed`: pairs and real eigenvalues alternating at random.
+    """
+    discrete = ref.is_discrete(equation)
+    blocks, k = [], 0
+    while k < n:
+        pair = k + 1 < n and (kind == "pairs" or (kind == "mixed" and rng.random() < 0.5))
+        if kind == "cluster":
+            blocks.append(np.array([[0.5 if discrete else -1.0]]))
+        elif pair:
+            if discrete:
+                radius, angle = rng.uniform(0.2, 0.8), rng.uniform(0.2, 3.0)
+                alpha, beta = radius * np.cos(angle), radius * np.sin(angle)
+            else:
+                alpha, beta = rng.uniform(-2.0, -0.5), rng.uniform(0.5, 3.0)
+            # A non-normal block (|b| ≠ |c|), as LAPACK's are for non-normal matrices: with
+            # |b| = |c| a wrong rotation can still happen to triangularise it.
+            skew = rng.uniform(0.3, 3.0)
+            blocks.append(np.array([[alpha, beta * skew], [-beta / skew, alpha]]))
+        else:
+            real = rng.uniform(-0.8, 0.8) if discrete else -rng.uniform(0.5, 2.0)
+            blocks.append(np.array([[real]]))
+        k += blocks[-1].shape[0]
+    t = np.zeros((n, n))
+    k = 0
+    for block in blocks:
+        t[k : k + len(block), k : k + len(block)] = block
+        k += len(block)
+    coupling = 0.3 if kind == "cluster" else 0.5
+    t += np.triu(rng.standard_normal((n, n)), 1) * coupling / np.sqrt(n)
+    if kind == "cluster":
+        t += np.diag(np.full(n - 1, 0.3), 1)  # a chain of couplings: a defective eigenvalue
+    q, _ = np.linalg.qr(ref.normal(rng, (n, n), complex_))
+    return q @ t @ q.conj().T
+
+
+STRUCTURED_CASES = [
+    pytest.param(equation, kind, complex_, id=f"{equation}-{kind}-{'complex' * complex_ or 'real'}")
+    for equation in EQUATIONS
+    for kind, complex_ in (("pairs", False), ("mixed", False), ("cluster", False), ("mixed", True))
+]
+
+
+@pytest.mark.parametrize("equation, kind, complex_", STRUCTURED_CASES)
+def test_bartels_stewart_structured_spectra(equation, kind, complex_):
+    # n = 37, m = 45: two row blocks of 19 (one padded row), two column blocks of 23 (one
+    # padded column); odd n leaves a real eigenvalue after the 2 × 2 blocks.
+    rng = np.random.default_rng(37)
+    n, m = 37, 45
+    a = structured(rng, equation, n, kind, complex_)
+    b = a.conj().T if ref.is_lyapunov(equation) else structured(rng, equation, m, kind, complex_)
+    c = ref.normal(rng, (n, n if ref.is_lyapunov(equation) else m), complex_)
+    x = solve(equation, a, b, c, "bartels_stewart")
+    assert_close(x, ref.solve(equation, a, b, c), rtol=1e-10)
+    assert_small_residual(equation, a, b, c, x)
+
+
+@pytest.mark.parametrize("n", [2, 5, 40, 77])
+@pytest.mark.parametrize("kind", ["orthogonal", "pairs", "mixed"])
+def test_real_schur_made_complex_is_a_triangular_schur_form(n, kind):
+    from jaxlqo._matrix_equations._solvers import _triangularise
+
+    rng = np.random.default_rng(n)
+    if kind == "orthogonal":  # eigenvalues on the unit circle, in conjugate pairs
+        a, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    else:
+        a = structured(rng, "discrete_lyapunov", n, kind)
+    tri = _triangularise(jnp.asarray(a))
+    assert not jnp.iscomplexobj(tri.unitary)  # the dense factor stays real
+    u = tri.rotations.right(jnp.asarray(tri.unitary, complex))
+    t = np.asarray(tri.triangular)
+    np.testing.assert_array_equal(np.tril(t, -1), 0)
+    np.testing.assert_allclose(u @ t @ u.conj().T, a, atol=1e-13 * n)
+    np.testing.assert_allclose(u.conj().T @ u, np.eye(n), atol=1e-14 * n)
+    expected = np.linalg.eigvals(a)
+    got = np.diagonal(t)
+    assert np.abs(got[:, None] - expected[None, :]).min(axis=1).max() < 1e-10
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("n, m", [(1, 1), (5, 70), (33, 31), (64, 64), (65, 100)])
+def test_blocked_triangular_solve_matches_column_sweep(n, m, discrete):
+    from jaxlqo._matrix_equations._solvers import (
+        _solve_triangular_sylvester,
+        _solve_triangular_sylvester_columns,
+    )
+
+    rng = np.random.default_rng(n * m)
+
+    def triangular(k):
+        t = np.triu(ref.normal(rng, (k, k), True)) / np.sqrt(k)
+        diagonal = 0.3 * rng.uniform(0.2, 1, k) if discrete else -rng.uniform(1, 2, k)
+        return t - np.diag(np.diagonal(t)) + np.diag(diagonal + 0.5j * rng.standard_normal(k))
+
+    r, s = jnp.asarray(triangular(n)), jnp.asarray(triangular(m))
+    f = jnp.asarray(ref.normal(rng, (n, m), True))
+    y = _solve_triangular_sylvester(r, s, f, discrete)
+    expected = _solve_triangular_sylvester_columns(r, s, f, discrete)
+    assert_close(y, expected, rtol=1e-12)
+    residual = y - r @ y @ s - f if discrete else r @ y + y @ s - f
+    assert np.abs(residual).max() < 1e-12
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("equation", ["sylvester", "discrete_lyapunov"])
+def test_bartels_stewart_transposed_solve_and_vmap_with_2x2_blocks(equation, complex_):
+    # Reverse mode solves the transposed equation with the same (real-made-complex) Schur form.
+    rng = np.random.default_rng(41)
+    n, m = 37, 33
+    batch = []
+    for _ in range(2):
+        a = structured(rng, equation, n, "mixed", complex_)
+        b = a.conj().T if ref.is_lyapunov(equation) else structured(rng, equation, m, "mixed")
+        batch.append((a, b, ref.normal(rng, (n, b.shape[0]), complex_)))
+    a, b, c = batch[0]
+    f = lambda c_: solve(equation, a, b, c_, "bartels_stewart")  # noqa: E731
+    y = ref.normal(rng, c.shape, complex_)
+    (vjp,) = jax.vjp(f, jnp.asarray(c))[1](jnp.asarray(y))
+    transposed = "discrete_sylvester" if ref.is_discrete(equation) else equation
+    expected = ref.solve(transposed, a.T, np.asarray(b).T, y)
+    assert_close(vjp, expected, rtol=1e-10)
+    g = lambda a_, b_, c_: solve(equation, a_, b_, c_, "bartels_stewart")  # noqa: E731
+    stacked = tuple(jnp.stack(xs) for xs in zip(*batch, strict=True))
+    eager = np.stack([g(*args) for args in batch])
+    assert_close(jax.vmap(g)(*stacked), eager, rtol=1e-12)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_bartels_stewart_left_upper_triangular_complex(discrete):
+    # The reduction's Schur coordinates pass a complex triangular A and skip its Schur form.
+    rng = np.random.default_rng(43)
+    n, m = 40, 35
+    equation = "discrete_sylvester" if discrete else "sylvester"
+    a = np.triu(ref.normal(rng, (n, n), True)) / np.sqrt(n)
+    a = a - np.diag(np.diagonal(a)) + np.diag(diagonal_poles(rng, equation, n, True))
+    _, b, c = ref.problem(rng, equation, n, m, complex_=True)
+    x = solve(equation, a, b, c, lqo.BartelsStewart(left_upper_triangular=True))
+    assert_close(x, ref.solve(equation, a, b, c), rtol=1e-10)
+
+
+@hypothesis.settings(max_examples=12)
+@hypothesis.given(
+    equation=st.sampled_from(EQUATIONS),
+    n=st.sampled_from([1, 2, 3, 31, 32, 33, 47, 65]),
+    m=st.sampled_from([1, 2, 32, 33, 40]),
+    kind=st.sampled_from(["pairs", "mixed", "cluster"]),
+    complex_=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_bartels_stewart_small_residual(equation, n, m, kind, complex_, seed):
+    rng = np.random.default_rng(seed)
+    a = structured(rng, equation, n, kind, complex_)
+    b = a.conj().T if ref.is_lyapunov(equation) else structured(rng, equation, m, kind, complex_)
+    c = ref.normal(rng, (n, b.shape[0]), complex_)
+    x = np.asarray(solve(equation, a, b, c, "bartels_stewart"))
+    assert x.shape == c.shape and np.isfinite(x).all()
+    assert_small_residual(equation, a, b, c, x)
