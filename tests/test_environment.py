@@ -1,4 +1,4 @@
-"""`limit_blas_threads`: the BLAS pools jaxlib's LAPACK calls use are limited, and restorable."""
+"""The runtime environment: BLAS thread limits (`limit_blas_threads`) and jaxlib version checks."""
 
 import threadpoolctl
 
@@ -27,3 +27,14 @@ def test_limit_blas_threads_sets_every_loaded_blas_and_restores():
         assert _blas_threads() == before
     finally:
         outer.restore_original_limits()
+
+
+def test_known_deadlocking_jaxlib_versions_warn():
+    import pytest
+
+    from jaxlqo._versions import warn_if_deadlocking_jaxlib
+
+    with pytest.warns(RuntimeWarning, match="deadlock"):
+        assert warn_if_deadlocking_jaxlib("0.10.2")
+    assert not warn_if_deadlocking_jaxlib("0.9.2")
+    assert not warn_if_deadlocking_jaxlib("0.11.1")
