@@ -326,3 +326,14 @@ class DiagonalLQOSystem(AbstractSystem):
 def _realify_rows(c: Array) -> Array:
     """Map complex rows `c` (…, n) to real rows `[Re c, −Im c]` (…, 2n): `Re(c x) = c̃ x̃`."""
     return jnp.concatenate([jnp.real(c), -jnp.imag(c)], axis=-1)
+
+
+def with_input_factor(sys: "DiagonalLQOSystem", factor: Array | None) -> "DiagonalLQOSystem":
+    """The system driven through `factor`: input matrix `B R` (kernels `h R`, `K (R ⊗ R)`).
+
+    Used for input weights (`R = W^{1/2}`: the error for inputs coloured by `W`); `None`
+    leaves the system as it is.
+    """
+    if factor is None:
+        return sys
+    return eqx.tree_at(lambda s: s.B, sys, sys.B @ factor.astype(sys.B.dtype))

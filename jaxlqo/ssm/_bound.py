@@ -61,7 +61,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._norms import h2_error, h2_norm
-from .._systems import DiagonalLQOSystem
+from .._systems import DiagonalLQOSystem, with_input_factor as with_input_factor
 from ._model import GELU_LIPSCHITZ
 
 
@@ -85,11 +85,6 @@ class LayerQuantities(eqx.Module):
     reduced_linear_norm: Array  # ‖Σ̂_{i,1}‖
     reduced_quadratic_norm: Array  # ‖Σ̂_{i,2}‖
     feedthrough_norm: Array  # ‖D_i‖₂
-
-
-def with_input_factor(sys: DiagonalLQOSystem, factor: Array) -> DiagonalLQOSystem:
-    """The block driven through `factor`: input matrix `B R` (kernels `h R`, `K (R ⊗ R)`)."""
-    return eqx.tree_at(lambda s: s.B, sys, sys.B @ factor.astype(sys.B.dtype))
 
 
 def layer_quantities(full: DiagonalLQOSystem, reduced: DiagonalLQOSystem, horizon: int):
