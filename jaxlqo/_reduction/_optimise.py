@@ -178,6 +178,7 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
     p, _ = solve_gramian_equation(fom_r.a, fom_r.a, rhs, fom_r.discrete, horizon, same=False)
     parts = [lambda r: r] if split is None else [_linear_part, _quadratic_part]
     fom_norms = [h2_inner_product(part(fom_r), part(fom_r), p) for part in parts]
+    feedthrough = _feedthrough_term(fom_r.d - d, fom_r.discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
         rom_r = _weighted(realise(params.system(d, dt), "reduce"), weight_factor)
@@ -196,7 +197,7 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
             value = fom_norm + h2_inner_product(g, g, p_hat) - 2 * h2_inner_product(f, g, x)
             squared.append(jnp.maximum(value, 0.0))
         if split is None:
-            return squared[0] + _feedthrough_term(fom_r.d - d, fom_r.discrete)
+            return squared[0] + feedthrough
         return split[0] * _safe_sqrt(squared[0]) + split[1] * _safe_sqrt(squared[1])
 
     return objective
@@ -213,12 +214,13 @@ def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt):
     """
     fom = with_input_factor(fom, weight_factor)
     fom_norm = diagonal_inner_value(fom, fom, horizon)
+    feedthrough = _feedthrough_term(fom.D - d, fom.is_discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
         rom = with_input_factor(params.system(d, dt), weight_factor)
         value = fom_norm + diagonal_inner_value(rom, rom, horizon)
         value = value - 2 * diagonal_inner_value(fom, rom, horizon)
-        return jnp.maximum(value, 0.0) + _feedthrough_term(fom.D - d, fom.is_discrete)
+        return jnp.maximum(value, 0.0) + feedthrough
 
     return objective
 
