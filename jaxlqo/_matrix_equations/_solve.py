@@ -23,6 +23,7 @@ tangent and adjoint solves are again `custom_linear_solve`s, so every order work
 
 import jax.lax as lax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._misc import as_inexact_array, common_inexact_dtype
@@ -38,6 +39,44 @@ def _square_or_diagonal(x: Array, name: str, caller: str) -> int:
         f"{caller}: argument `{name}` must be a square matrix (k, k) or a 1-D diagonal (k,); "
         f"got shape {x.shape}."
     )
+
+
+# LAPACK, and so every factorisation here, has no half-precision routines.
+_HALF_PRECISION = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
+
+
+def _check_precision(x: Array, name: str, caller: str) -> None:
+    if x.dtype in _HALF_PRECISION:
+        raise TypeError(
+            f"{caller}: argument `{name}` has dtype {x.dtype}, which the matrix-equation "
+            "solvers do not support (no half-precision factorisations exist); use float32, "
+            f"float64, complex64 or complex128, e.g. `{name}.astype(jnp.float32)`."
+        )
+
+
+def _inputs(caller: str, **named) -> list[Array]:
+    """The arguments as inexact JAX arrays, half precision rejected."""
+    out = []
+    for name, x in named.items():
+        x = as_inexact_array(x, name, caller)
+        _check_precision(x, name, caller)
+        out.append(x)
+    return out
+
+
+def _empty_solution(operator: SylvesterOperator, c: Array, throw: bool):
+    """`n = 0` or `m = 0`: the solution is the empty `(n, m)` array, as in SciPy.
+
+    Only non-finite entries of a non-empty coefficient can fail; the equation itself is
+    trivially (and uniquely) solvable. `X` is a constant: every derivative is zero (or empty).
+    """
+    x = jnp.zeros(c.shape, c.dtype)
+    finite = jnp.isfinite(lax.stop_gradient(operator.a)).all()
+    finite = finite & jnp.isfinite(lax.stop_gradient(operator.b)).all()
+    result = RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite_input)
+    if throw:
+        return result.error_if(x, result != RESULTS.successful)
+    return Solution(value=x, result=result, stats={})
 
 
 def _solve(
@@ -59,6 +98,8 @@ def _solve(
     dtype = common_inexact_dtype(a, b, c)
     a, b, c = a.astype(dtype), b.astype(dtype), c.astype(dtype)
     operator = SylvesterOperator(a, b, discrete)
+    if c.size == 0:
+        return _empty_solution(operator, c, throw)
     if isinstance(solver, AutoSolver):
         solver = solver.select(operator)
     # The factorisation is a constant for differentiation: derivatives come from `operator`.
@@ -120,7 +161,9 @@ def solve_sylvester(
 
     - `A`: `(n, n)`, or `(n,)` for a diagonal matrix.
     - `B`: `(m, m)`, or `(m,)` for a diagonal matrix.
-    - `C`: `(n, m)`. Real or complex; all inputs are cast to their common dtype.
+    - `C`: `(n, m)`. Real or complex (float32/64, complex64/128; integers are promoted, half
+        precision is a `TypeError`); all inputs are cast to their common dtype. `n = 0` or
+        `m = 0` is allowed: the solution is then the empty `(n, m)` array, as in SciPy.
     - `solver`: keyword-only solver Module (default [`jaxlqo.AutoSolver`][]).
     - `throw`: keyword-only. `True` (default) raises on non-finite input, a singular equation
         or a failed solve; `False` returns a [`jaxlqo.Solution`][] with a result code.
@@ -131,7 +174,7 @@ def solve_sylvester(
     and compatible with `jit` and `vmap`.
     """
     caller = "solve_sylvester"
-    A, B, C = (as_inexact_array(x, name, caller) for x, name in ((A, "A"), (B, "B"), (C, "C")))
+    A, B, C = _inputs(caller, A=A, B=B, C=C)
     n = _square_or_diagonal(A, "A", caller)
     m = _square_or_diagonal(B, "B", caller)
     _check_rhs(C, (n, m), "C", caller)
@@ -152,7 +195,7 @@ def solve_discrete_sylvester(
     Arguments and returns as for [`jaxlqo.solve_sylvester`][].
     """
     caller = "solve_discrete_sylvester"
-    A, B, C = (as_inexact_array(x, name, caller) for x, name in ((A, "A"), (B, "B"), (C, "C")))
+    A, B, C = _inputs(caller, A=A, B=B, C=C)
     n = _square_or_diagonal(A, "A", caller)
     m = _square_or_diagonal(B, "B", caller)
     _check_rhs(C, (n, m), "C", caller)
@@ -173,7 +216,7 @@ def solve_continuous_lyapunov(
     one Schur form serves both sides.
     """
     caller = "solve_continuous_lyapunov"
-    A, Q = as_inexact_array(A, "A", caller), as_inexact_array(Q, "Q", caller)
+    A, Q = _inputs(caller, A=A, Q=Q)
     n = _square_or_diagonal(A, "A", caller)
     _check_rhs(Q, (n, n), "Q", caller)
     dtype = common_inexact_dtype(A, Q)
@@ -197,7 +240,7 @@ def solve_discrete_lyapunov(
     [`jaxlqo.solve_sylvester`][].
     """
     caller = "solve_discrete_lyapunov"
-    A, Q = as_inexact_array(A, "A", caller), as_inexact_array(Q, "Q", caller)
+    A, Q = _inputs(caller, A=A, Q=Q)
     n = _square_or_diagonal(A, "A", caller)
     _check_rhs(Q, (n, n), "Q", caller)
     dtype = common_inexact_dtype(A, Q)

@@ -56,7 +56,8 @@ def _separation_ok(lam: Array, mu: Array, discrete: bool) -> Bool[Array, ""]:
         scale = jnp.maximum(1.0, jnp.abs(lam[:, None] * mu[None, :]))
     else:
         gap = jnp.abs(lam[:, None] + mu[None, :])
-        scale = jnp.maximum(jnp.max(jnp.abs(lam)), jnp.max(jnp.abs(mu)))
+        # `initial`: an empty side (a system with no states) has no pairs and must not fail.
+        scale = jnp.maximum(jnp.max(jnp.abs(lam), initial=0.0), jnp.max(jnp.abs(mu), initial=0.0))
         scale = jnp.where(scale > 0, scale, 1.0)
     return jnp.all(gap > 16 * eps * scale)
 
@@ -89,7 +90,12 @@ class Kronecker(AbstractSylvesterSolver):
     """Dense solve of the `nm × nm` Kronecker form; `O(n³m³)`. For tiny sizes and as an oracle.
 
     With row-major `vec`: `vec(A X) = (A ⊗ I) vec X`, `vec(X B) = (I ⊗ Bᵀ) vec X` and
-    `vec(A X B) = (A ⊗ Bᵀ) vec X`.
+    `vec(A X B) = (A ⊗ Bᵀ) vec X`. Solvability is judged, as for the other solvers, by the
+    eigenvalues of `A` and `B` (`λ_i + μ_j ≠ 0`, resp. `λ_i μ_j ≠ 1`), not by the condition
+    number of the Kronecker matrix: a well-posed equation with a large solution, such as
+    `A = [[−1, 1e5], [0, −1]]` or `A = diag(−1e−14, −1)` in `A X + X Aᴴ = Q`, has a
+    Kronecker matrix of condition ~1e20, which LU with partial pivoting still solves to
+    working accuracy.
     """
 
     def init(self, operator, adjoint_pair):
@@ -100,21 +106,32 @@ class Kronecker(AbstractSylvesterSolver):
             matrix = jnp.eye(n * m, dtype=a.dtype) - jnp.kron(a, b.T)
         else:
             matrix = jnp.kron(a, eye_m) + jnp.kron(eye_n, b.T)
-        return matrix
+        lam = _eigenvalues(operator.a)
+        mu = jnp.conj(lam) if adjoint_pair else _eigenvalues(operator.b)
+        return matrix, lam, mu, operator.discrete
 
     def compute(self, state, c, transpose):
-        matrix = state.T if transpose else state
+        matrix = state[0].T if transpose else state[0]
         # A plain LU solve, not lineax: inside `shard_map` lineax compares the vector's
         # structure including its sharding with the operator's, and refuses (map_layers).
         # A singular matrix gives non-finite values here; `separation_ok` reports it.
         return jnp.linalg.solve(matrix, c.reshape(-1)).reshape(c.shape)
 
     def separation_ok(self, state):
-        # Rounding turns an exactly singular Kronecker matrix into a merely ill-conditioned
-        # one, whose "solution" is huge but has a small residual: judge by the condition.
-        sigma = jnp.linalg.svd(state, compute_uv=False)
-        eps = jnp.finfo(sigma.dtype).eps
-        return sigma[-1] > 16 * eps * state.shape[0] * sigma[0]
+        _, lam, mu, discrete = state
+        return _separation_ok(lam, mu, discrete)
+
+
+def _eigenvalues(a: Array) -> Array:
+    """Eigenvalues of a dense or 1-D (diagonal) matrix; zeros for a non-finite one.
+
+    A non-finite matrix is reported as such by the caller (`nonfinite_input`), and LAPACK's
+    `geev` must not see it.
+    """
+    if a.ndim == 1:
+        return a
+    finite = jnp.isfinite(a).all()
+    return jnp.linalg.eigvals(jnp.where(finite, a, jnp.zeros_like(a)))
 
 
 class _Rotations(eqx.Module):
@@ -581,4 +598,3 @@ class AutoSolver(AbstractSylvesterSolver):
     def separation_ok(self, state):
         solver, inner = state
         return solver.separation_ok(inner)
-
