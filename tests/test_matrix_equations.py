@@ -816,3 +816,35 @@ def test_property_bartels_stewart_small_residual(equation, n, m, kind, complex_,
     x = np.asarray(solve(equation, a, b, c, "bartels_stewart"))
     assert x.shape == c.shape and np.isfinite(x).all()
     assert_small_residual(equation, a, b, c, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Conformance with SciPy: ill-conditioned but well-posed equations, half precision
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["auto", "kronecker"])
+@pytest.mark.parametrize(
+    "a",
+    [np.array([[-1.0, 1e5], [0.0, -1.0]]), np.diag([-1e-14, -1.0])],
+    ids=["non-normal", "near-zero-eigenvalue"],
+)
+def test_well_posed_ill_conditioned_lyapunov_is_solved(a, solver):
+    # λ_i + λ̄_j ≠ 0 (the eigenvalue condition) but the Kronecker matrix has condition ~1e14
+    # to ~1e20: these were reported "singular" by the condition-number test.
+    sla = pytest.importorskip("scipy.linalg")
+    q = -np.eye(2)
+    x = solve("continuous_lyapunov", a, None, q, solver)
+    assert_close(x, sla.solve_continuous_lyapunov(a, q), rtol=1e-12)
+    assert_small_residual("continuous_lyapunov", a, a.conj().T, q, x)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_a_type_error_naming_the_argument(dtype):
+    eye = jnp.eye(2)
+    with pytest.raises(TypeError, match=f"solve_sylvester: argument `B` has dtype {dtype}"):
+        lqo.solve_sylvester(-eye, -eye.astype(dtype), eye)
+    with pytest.raises(TypeError, match=f"argument `Q` has dtype {dtype}"):
+        lqo.solve_discrete_lyapunov(0.5 * eye, eye.astype(dtype))
+    with pytest.raises(TypeError, match=f"argument `A` has dtype {dtype}"):
+        lqo.solve_continuous_lyapunov(-jnp.ones(2, dtype), eye)
