@@ -7,6 +7,7 @@ from ._matrix_equations import (
     BartelsStewart as BartelsStewart,
     Diagonal as Diagonal,
     Doubling as Doubling,
+    Eigendecomposition as Eigendecomposition,
     Kronecker as Kronecker,
     MatrixSign as MatrixSign,
     solve_continuous_lyapunov as solve_continuous_lyapunov,

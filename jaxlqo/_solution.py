@@ -21,12 +21,24 @@ class RESULTS(eqx.Enumeration):
         "matrix-sign solver needs A and B to have their spectra in the open left half-plane; "
         "use `lqo.BartelsStewart()` (CPU) for other equations."
     )
+    eigendecomposition_failed = (
+        "The eigendecomposition solver (the default's fallback on GPU for equations whose "
+        "coefficients are not stable) failed its residual check: A or B is defective or nearly "
+        "so (ill-conditioned eigenvectors), or the equation is singular or nearly singular "
+        "(λ_i + μ_j ≈ 0, resp. λ_i μ_j ≈ 1). `lqo.BartelsStewart()` (CPU, Schur-based) solves "
+        "every non-singular equation."
+    )
     unstable = (
         "The system is unstable (continuous time: some Re λ ≥ 0; discrete time: some |λ| ≥ 1), "
         "so its infinite-horizon Gramians and h2 norm do not exist. Pass `horizon=` for a "
         "time-limited quantity, or `throw=False` to get `inf`."
     )
     max_steps_reached = "The optimiser reached `max_steps` before meeting its tolerance."
+    nonfinite_objective = (
+        "The objective or its gradient became NaN or inf during the optimisation; the best "
+        "finite iterate is returned. Check the system for NaN / inf, or start from a "
+        "different `init`."
+    )
 
 
 class Solution(eqx.Module):

@@ -848,3 +848,117 @@ def test_half_precision_is_a_type_error_naming_the_argument(dtype):
         lqo.solve_discrete_lyapunov(0.5 * eye, eye.astype(dtype))
     with pytest.raises(TypeError, match=f"argument `A` has dtype {dtype}"):
         lqo.solve_continuous_lyapunov(-jnp.ones(2, dtype), eye)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. The GPU default: iterations for stable coefficients, an eigendecomposition otherwise.
+#    Tested on CPU by making the dispatch see a GPU backend (as tests/test_gpu_lowering.py).
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gpu_dispatch(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jax.clear_caches()  # no trace made under the CPU dispatch may be reused, nor leak out
+    yield
+    jax.clear_caches()
+
+
+def _mixed_spectrum(rng, n, discrete):
+    """A dense real matrix with eigenvalues on both sides of the imaginary axis / unit circle."""
+    a = rng.standard_normal((n, n)) / np.sqrt(n) + 0.3 * np.eye(n)
+    if discrete:
+        a = 1.3 * a / np.max(np.abs(np.linalg.eigvals(a)))
+    lam = np.linalg.eigvals(a)
+    side = np.abs(lam) < 1 if discrete else lam.real < 0
+    assert side.any() and not side.all()
+    return a
+
+
+@pytest.mark.parametrize("equation", ["continuous_lyapunov", "discrete_sylvester"])
+def test_gpu_default_solves_equations_with_unstable_coefficients(equation, gpu_dispatch):
+    # SciPy solves A X + X Aᴴ = Q for any A with λ_i + λ̄_j ≠ 0; off CPU the default used to
+    # stop at "did not converge" (doubling / matrix sign need stable coefficients).
+    rng = np.random.default_rng(71)
+    discrete = ref.is_discrete(equation)
+    a = _mixed_spectrum(rng, 9, discrete)  # n m > 64: the dispatch, not Kronecker
+    b = a.T if ref.is_lyapunov(equation) else _mixed_spectrum(rng, 8, discrete).T
+    c = rng.standard_normal((9, b.shape[0]))
+    x = solve(equation, a, b, c)
+    assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-11)
+    assert_small_residual(equation, a, b, c, x)
+    if discrete:
+        return
+    # Reverse mode runs the transposed solve through the same fallback.
+    loss = lambda a_, s: jnp.sum(solve(equation, a_, b, c, s) ** 2)  # noqa: E731
+    grad = jax.grad(loss)(jnp.asarray(a), lqo.AutoSolver())
+    expected = jax.grad(loss)(jnp.asarray(a), lqo.Kronecker())
+    assert_close(grad, expected, rtol=1e-9)
+
+
+def test_gpu_default_keeps_stable_inputs_on_the_iteration(gpu_dispatch):
+    rng = np.random.default_rng(72)
+    a, b, c = ref.problem(rng, "discrete_lyapunov", 9)
+    # Bit-for-bit the iteration's answer (the eigendecomposition would round differently).
+    np.testing.assert_array_equal(
+        solve("discrete_lyapunov", a, b, c), solve("discrete_lyapunov", a, b, c, "doubling")
+    )
+    # One stable and one unstable element of a batch: each gets its own answer.
+    a_stable, _, q = ref.problem(rng, "continuous_lyapunov", 9)
+    a_mixed = _mixed_spectrum(rng, 9, False)
+    xs = jax.vmap(lqo.solve_continuous_lyapunov)(jnp.stack([a_stable, a_mixed]), jnp.stack([q, q]))
+    np.testing.assert_array_equal(
+        xs[0], lqo.solve_continuous_lyapunov(a_stable, q, solver=lqo.MatrixSign())
+    )
+    assert_close(xs[1], scipy_solve("continuous_lyapunov", a_mixed, None, q), rtol=1e-11)
+
+
+def test_gpu_default_reports_what_it_cannot_solve(gpu_dispatch):
+    q = np.eye(9)
+    jordan = 0.5 * np.eye(9) + np.diag(np.ones(8), 1)  # defective: no eigenvector basis
+    sol = lqo.solve_continuous_lyapunov(jordan, q, throw=False)
+    assert is_result(sol, RESULTS.eigendecomposition_failed)
+    with pytest.raises(Exception, match="BartelsStewart"):
+        lqo.solve_continuous_lyapunov(jordan, q)
+    singular = np.diag(np.r_[1.0, -1.0, -2.0 * np.ones(7)])  # λ_1 + λ̄_2 = 0
+    assert not is_result(
+        lqo.solve_continuous_lyapunov(singular, q, throw=False), RESULTS.successful
+    )
+
+
+def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
+    from jaxlqo._matrix_equations import SylvesterOperator
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    op = SylvesterOperator(jnp.eye(12), jnp.eye(12), False)
+    assert isinstance(lqo.AutoSolver().select(op), lqo.MatrixSign)
+
+
+def test_fallback_runs_under_vmap_only_when_some_element_needs_it():
+    from jaxlqo._matrix_equations._solvers import _cond_any
+
+    calls = []
+
+    def fallback(x):
+        jax.debug.callback(lambda: calls.append(1))
+        return 2 * x
+
+    f = jax.vmap(lambda p, x: _cond_any(p, fallback, x, (x,)))
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(f(jnp.array([False, False, False]), x), x)
+    assert not calls  # a batched lax.cond would have run the fallback for every element
+    np.testing.assert_array_equal(f(jnp.array([False, True, False]), x), [0.0, 2.0, 2.0])
+    assert calls
+    nested = jax.vmap(f)(jnp.array([[False, True, False]] * 2), jnp.stack([x, x]))
+    np.testing.assert_array_equal(nested, [[0.0, 2.0, 2.0]] * 2)
+
+
+@pytest.mark.parametrize("equation, complex_", [("sylvester", True), ("discrete_lyapunov", False)])
+def test_eigendecomposition_solver_agrees_with_scipy(equation, complex_):
+    rng = np.random.default_rng(73)
+    a, b, c = ref.problem(rng, equation, 6, 4, complex_)
+    x = solve(equation, a, b, c, lqo.Eigendecomposition())
+    assert x.dtype == (np.complex128 if complex_ else np.float64)
+    assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-11)
+    x_diag = solve(equation, np.diag(a).copy(), np.diag(b).copy(), c, lqo.Eigendecomposition())
+    assert_close(x_diag, ref.solve(equation, np.diag(np.diag(a)), np.diag(np.diag(b)), c), 1e-12)

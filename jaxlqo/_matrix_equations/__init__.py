@@ -11,6 +11,7 @@ from ._solvers import (
     BartelsStewart as BartelsStewart,
     Diagonal as Diagonal,
     Doubling as Doubling,
+    Eigendecomposition as Eigendecomposition,
     Kronecker as Kronecker,
     MatrixSign as MatrixSign,
 )

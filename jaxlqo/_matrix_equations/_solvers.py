@@ -563,9 +563,153 @@ class MatrixSign(AbstractSylvesterSolver):
             return step + 1, a_new, d_new, e_new, change.astype(rdtype)
 
         init = (0, a, d, -c, jnp.array(jnp.inf, rdtype))
-        _, _, _, e, change = lax.while_loop(cond, body, init)
-        # Not converged (spectra not in the open left half-plane): NaN → `not_converged`.
-        return jnp.where(change <= tol, 0.5 * e, jnp.nan)
+        _, a_k, d_k, e, change = lax.while_loop(cond, body, init)
+        # The iteration also converges for spectra on both sides of the imaginary axis, but to
+        # sign(A) ≠ −I (then ‖sign(A) + I‖_F ≥ ρ(sign(A) + I) = 2) and a meaningless E. Either
+        # failure gives NaN → `not_converged` (and the default's fallback on GPU).
+        at_sign = jnp.linalg.norm(a_k + jnp.eye(n, dtype=a_k.dtype)) < 1
+        at_sign = at_sign & (jnp.linalg.norm(d_k - jnp.eye(m, dtype=d_k.dtype)) < 1)
+        return jnp.where((change <= tol) & at_sign, 0.5 * e, jnp.nan)
+
+
+class Eigendecomposition(AbstractSylvesterSolver):
+    """Diagonalisation `A = V Λ V⁻¹`, `B = W M W⁻¹`, then a closed form; stable or unstable `A`.
+
+    `A X + X B = C` becomes `Λ Y + Y M = F` with `F = V⁻¹ C W`, `X = V Y W⁻¹`, so
+    `Y_ij = F_ij / (λ_i + μ_j)` (discrete: `F_ij / (1 − λ_i μ_j)`). It needs no stability, only
+    a solvable equation and diagonalisable `A`, `B`; its accuracy degrades with the condition
+    of the eigenvector bases (`κ(V) κ(W) ε`), and for a defective (Jordan) `A` the residual
+    check reports `RESULTS.eigendecomposition_failed`. `O(n³ + m³)` for the factorisations and
+    `O(nm(n + m))` per right-hand side, in complex arithmetic.
+
+    Uses `jnp.linalg.eig`, which JAX provides on CPU and on CUDA / ROCm GPUs (a hybrid kernel
+    that runs LAPACK's `geev` on the host or cuSOLVER's `geev`; the products stay on the
+    device), not on TPU. On GPU the default [`jaxlqo.AutoSolver`][] falls back to it for
+    equations whose coefficients are not stable. On CPU prefer [`jaxlqo.BartelsStewart`][]
+    (backward stable for any `A`).
+    """
+
+    failure_code: str = eqx.field(static=True, default="eigendecomposition_failed")
+
+    def init(self, operator, adjoint_pair):
+        left = _diagonalise(operator.a)
+        if adjoint_pair:
+            # B = Aᴴ = V⁻ᴴ Λ̄ Vᴴ: one eigendecomposition serves both sides.
+            lam, v, v_inv = left
+            right = (jnp.conj(lam), _adjoint(v_inv), _adjoint(v))
+        else:
+            right = _diagonalise(operator.b)
+        return left, right, operator.discrete
+
+    def compute(self, state, c, transpose):
+        (lam, v, v_inv), (mu, w, w_inv), discrete = state
+        if transpose:
+            # Aᵀ = V⁻ᵀ Λ Vᵀ: eigenvectors V⁻ᵀ, their inverse Vᵀ (no conjugation).
+            v, v_inv = _transpose(v_inv), _transpose(v)
+            w, w_inv = _transpose(w_inv), _transpose(w)
+        with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
+            cdtype = jnp.result_type(c.dtype, lam.dtype, mu.dtype)
+        f = _basis(v_inv, _basis(w, c.astype(cdtype), "right"), "left")
+        lam, mu = lam.astype(cdtype)[:, None], mu.astype(cdtype)[None, :]
+        y = f / (1 - lam * mu) if discrete else f / (lam + mu)
+        x = _basis(v, _basis(w_inv, y, "right"), "left")
+        return x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
+
+    def separation_ok(self, state):
+        (lam, _, _), (mu, _, _), discrete = state
+        return _separation_ok(lam, mu, discrete)
+
+
+def _adjoint(x: Array | None) -> Array | None:
+    return None if x is None else x.conj().T
+
+
+def _transpose(x: Array | None) -> Array | None:
+    return None if x is None else x.T
+
+
+def _basis(t: Array | None, x: Array, side: str) -> Array:
+    """`T X` (side="left") or `X T` (side="right"); `T = None` is the identity."""
+    if t is None:
+        return x
+    return _complex_matmul(t, x) if side == "left" else _complex_matmul(x, t)
+
+
+def _diagonalise(a: Array) -> tuple[Array, Array | None, Array | None]:
+    """`(λ, V, V⁻¹)` with `A = V diag(λ) V⁻¹`; `V = None` for a 1-D (diagonal) `A`."""
+    if a.ndim == 1:
+        return a, None, None
+    finite = jnp.isfinite(a).all()  # non-finite input is reported by the caller
+    lam, v = jnp.linalg.eig(jnp.where(finite, a, jnp.zeros_like(a)))
+    return lam, v, jnp.linalg.inv(v)
+
+
+def _cond_any(pred, true_fn, false_value, operands):
+    """`true_fn(*operands)` if `pred`, else `false_value`, where `true_fn` runs only if needed.
+
+    Under `vmap` a `lax.cond` with a batched predicate becomes a `select` that runs both
+    branches for every element. Here the batching rule instead runs the (batched) `true_fn`
+    once if *any* element needs it, and selects per element: a batch that needs no fallback
+    pays nothing for it. `true_fn` must be a function of `operands` alone (no closed-over
+    traced values), as `custom_vmap` requires.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def run(pred, false_value, operands):
+        return lax.cond(pred, lambda: true_fn(*operands), lambda: false_value)
+
+    @run.def_vmap
+    def _rule(axis_size, in_batched, pred, false_value, operands):
+        pred_batched, false_batched, operands_batched = in_batched
+        if not false_batched:
+            false_value = jnp.broadcast_to(false_value, (axis_size,) + false_value.shape)
+        in_axes = jax.tree_util.tree_map(lambda b: 0 if b else None, operands_batched)
+
+        def batched_true(pred, false_value, *ops):
+            out = jax.vmap(true_fn, in_axes=tuple(in_axes))(*ops)
+            if not pred_batched:
+                return out
+            keep = pred.reshape((axis_size,) + (1,) * (out.ndim - 1))
+            return jnp.where(keep, out, false_value)
+
+        any_pred = jnp.any(pred) if pred_batched else pred
+        # Recursing keeps the same economy under nested `vmap`s.
+        out = _cond_any(
+            any_pred,
+            batched_true,
+            false_value,
+            (pred, false_value, *operands),
+        )
+        return out, True
+
+    return run(pred, false_value, operands)
+
+
+class _WithFallback(AbstractSylvesterSolver):
+    """`first`, and where its result is not finite (an iteration that did not converge) `second`.
+
+    `second` is factorised inside the fallback branch, so an equation that `first` solves
+    never pays for it (not even under `vmap`, see `_cond_any`).
+    """
+
+    first: AbstractSylvesterSolver = eqx.field(kw_only=True)
+    second: AbstractSylvesterSolver = eqx.field(kw_only=True)
+    failure_code: str = eqx.field(static=True, default="eigendecomposition_failed")
+
+    def init(self, operator, adjoint_pair):
+        return self.first.init(operator, adjoint_pair), operator, adjoint_pair
+
+    def compute(self, state, c, transpose):
+        first_state, operator, adjoint_pair = state
+        x = self.first.compute(first_state, c, transpose)
+        discrete, second = operator.discrete, self.second
+
+        def fallback(a, b, c):
+            inner = second.init(SylvesterOperator(a, b, discrete), adjoint_pair)
+            return second.compute(inner, c, transpose)
+
+        failed = ~jnp.isfinite(x).all()
+        return _cond_any(failed, fallback, x, (operator.a, operator.b, c))
 
 
 class AutoSolver(AbstractSylvesterSolver):
@@ -574,8 +718,15 @@ class AutoSolver(AbstractSylvesterSolver):
     - both `A` and `B` 1-D (diagonal): [`jaxlqo.Diagonal`][];
     - `n m ≤ 64`: [`jaxlqo.Kronecker`][] (one small LU beats any factorisation);
     - CPU backend: [`jaxlqo.BartelsStewart`][];
-    - other backends (GPU/TPU, no `schur`): [`jaxlqo.Doubling`][] for discrete-time and
-      [`jaxlqo.MatrixSign`][] for continuous-time equations.
+    - GPU (CUDA / ROCm, no `schur`): [`jaxlqo.Doubling`][] for discrete-time and
+      [`jaxlqo.MatrixSign`][] for continuous-time equations, which converge for stable
+      coefficients (`ρ(A)ρ(B) < 1`, resp. spectra in the open left half-plane); where the
+      iteration does not converge (e.g. `A X + X Aᴴ = Q` with an unstable `A`, which is
+      solvable whenever `λ_i + λ̄_j ≠ 0`), the solve falls back to
+      [`jaxlqo.Eigendecomposition`][]. The fallback is a `lax.cond` that runs only when
+      needed, also under `vmap` (then once for the batch, if any element needs it);
+    - other backends (TPU: neither `schur` nor `eig`): Doubling / MatrixSign alone, so only
+      equations with stable coefficients are solved there.
     """
 
     def select(self, operator: SylvesterOperator) -> AbstractSylvesterSolver:
@@ -583,9 +734,13 @@ class AutoSolver(AbstractSylvesterSolver):
             return Diagonal()
         if operator.a.shape[0] * operator.b.shape[0] <= 64:
             return Kronecker()
-        if jax.default_backend() == "cpu":
+        backend = jax.default_backend()
+        if backend == "cpu":
             return BartelsStewart()
-        return Doubling() if operator.discrete else MatrixSign()
+        iteration = Doubling() if operator.discrete else MatrixSign()
+        if backend in ("gpu", "cuda", "rocm"):
+            return _WithFallback(first=iteration, second=Eigendecomposition())
+        return iteration
 
     def init(self, operator, adjoint_pair):
         solver = self.select(operator)
