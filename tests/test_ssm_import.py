@@ -166,8 +166,16 @@ def test_import_errors(rng):
         ssm.system_from_lru(s5)
     with pytest.raises(ValueError, match=r"`B` must have shape \(3, 2, 2\)"):
         ssm.system_from_s5(dict(s5, B=s5["B"][..., 0]))
-    with pytest.raises(ValueError, match="bidirectional"):
-        ssm.system_from_s5(dict(s5, C=np.concatenate([s5["C"], s5["C"]], axis=1)))
+    two_readouts = dict(s5, C=np.concatenate([s5["C"], s5["C"]], axis=1))  # (H, 2P, 2)
+    assert ssm.system_from_s5(two_readouts).p == 2 * H  # bidirectional, detected
+    with pytest.raises(ValueError, match="bidirectional=False"):
+        ssm.system_from_s5(two_readouts, bidirectional=False)
+    with pytest.raises(ValueError, match="bidirectional=True"):
+        ssm.system_from_s5(s5, bidirectional=True)
+    with pytest.raises(ValueError, match="both"):
+        ssm.system_from_s5(dict(s5, C1=s5["C"], C2=s5["C"]))
+    with pytest.raises(ValueError, match="no readout"):
+        ssm.system_from_s5({k: v for k, v in s5.items() if k != "C"})
     with pytest.raises(ValueError, match="'zoh' or 'bilinear'"):
         ssm.system_from_s5(s5, discretization="euler")
     with pytest.raises(TypeError, match="mapping of parameter names"):

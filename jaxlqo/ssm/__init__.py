@@ -5,20 +5,42 @@ optional extra `jaxlqo[ssm]`) is needed only by `load_digits_sequences`.
 """
 
 from ._allocate import allocate_ranks as allocate_ranks
+from ._bidirectional import (
+    bidirectional_h2_error as bidirectional_h2_error,
+    bidirectional_h2_norm as bidirectional_h2_norm,
+    simulate_bidirectional as simulate_bidirectional,
+    split_directions as split_directions,
+)
 from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
+from ._batched import (
+    batched_logits as batched_logits,
+    diagonal_states as diagonal_states,
+    layer_forward as layer_forward,
+)
 from ._compress import (
     METHODS as METHODS,
+    bound_report as bound_report,
     bound_weights as bound_weights,
+    certify as certify,
     compress as compress,
     compress_layer as compress_layer,
+    full_trajectory as full_trajectory,
     layer_input_second_moments as layer_input_second_moments,
     output_error as output_error,
     output_error_bound as output_error_bound,
     pad_layers as pad_layers,
 )
 from ._data import (
+    BBC_NEWS_TOPICS as BBC_NEWS_TOPICS,
+    PAD_BYTE as PAD_BYTE,
+    load_bbc_news_sequences as load_bbc_news_sequences,
     load_digits_sequences as load_digits_sequences,
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,
+)
+from ._export import (
+    exportable as exportable,
+    system_to_lru as system_to_lru,
+    system_to_s5 as system_to_s5,
 )
 from ._import import system_from_lru as system_from_lru, system_from_s5 as system_from_s5
 from ._match import match_layer as match_layer
@@ -28,6 +50,12 @@ from ._model import (
     DeepSSM as DeepSSM,
     SSMLayer as SSMLayer,
     gelu as gelu,
+)
+from ._roundtrip import (
+    PARAMETER_METHODS as PARAMETER_METHODS,
+    compress_lru as compress_lru,
+    compress_s5 as compress_s5,
+    input_second_moment as input_second_moment,
 )
 from ._train import (
     BUNDLED_MODELS as BUNDLED_MODELS,

@@ -14,6 +14,16 @@ $$\lambda = \bar\Lambda,\quad B = \bar B,\quad C = c\,\tilde C \operatorname{dia
   \quad D_{\text{jaxlqo}} = \operatorname{diag}(D) + \operatorname{Re}(c\,\tilde C \bar B),
   \quad dt = 1 .$$
 
+**Bidirectional S5 layers** run the same $(\bar\Lambda, \bar B)$ forwards and backwards in time
+with two readouts, $y_k = \operatorname{Re}(c\,\tilde C_1 h^{\to}_k) + \operatorname{Re}(c\,\tilde
+C_2 h^{\leftarrow}_k) + D \odot u_k$ with $h^{\to}_k = \sum_{j \le k} \bar\Lambda^{k-j} \bar B u_j$
+and $h^{\leftarrow}_k = \sum_{j \ge k} \bar\Lambda^{j-k} \bar B u_j$. The backward part is the
+forward recurrence run on the reversed sequence, so the layer is exactly one system with stacked
+outputs $[C_1; C_2]$ (`p = 2H`: the first `H` outputs read forwards, the last `H` backwards),
+applied to the sequence and to its reverse ([`jaxlqo.ssm.simulate_bidirectional`][]). The
+layer's elementwise `D` goes to the forward block; the backward block's feedthrough is its own
+current-input term $\operatorname{Re}(c\,\tilde C_2 \bar B)$.
+
 **Parameter sets.** `params` is a mapping of names to arrays (a flax `params` tree, nested
 dicts are flattened with `/`), or the path of a `.npz` file (e.g. written by
 `np.savez(path, **flat_params)`). The parameters of one layer are found by their names (below);
@@ -34,6 +44,7 @@ imported).
 
 import collections.abc
 import os
+import re
 
 import jax.lax as lax
 import jax.numpy as jnp
@@ -43,27 +54,30 @@ from jaxtyping import Array
 from .._misc import as_inexact_array, complex_dtype, promoted_dtype
 from .._systems import DiagonalLQOSystem
 
-_S5_NAMES = ("Lambda_re", "Lambda_im", "B", "C", "D", "log_step")
+# The readout is `C`, or `C1` and `C2` (bidirectional; see _s5_readouts).
+_S5_NAMES = ("Lambda_re", "Lambda_im", "B", "D", "log_step")
 _LRU_NAMES = ("nu_log", "theta_log", "B_re", "B_im", "C_re", "C_im", "D")
 
 
-def _flatten(tree, parent: str = "") -> dict:
+def flatten_params(tree, parent: str = "") -> dict:
+    """A nested mapping of parameters as one flat dict with `/`-joined keys."""
     out = {}
     for key, value in tree.items():
         name = f"{parent}{key}"
         if isinstance(value, collections.abc.Mapping):
-            out.update(_flatten(value, name + "/"))
+            out.update(flatten_params(value, name + "/"))
         else:
             out[name] = value
     return out
 
 
-def _load(params, caller: str) -> dict:
+def load_params(params, caller: str) -> dict:
+    """`params` (a mapping, nested or flat, or a `.npz` path) as a flat dict of arrays."""
     if isinstance(params, (str, os.PathLike)):
         with np.load(params) as f:
             return {k: f[k] for k in f.files}
     if isinstance(params, collections.abc.Mapping):
-        return _flatten(params)
+        return flatten_params(params)
     raise TypeError(
         f"{caller}: `params` must be a mapping of parameter names to arrays or the path of a "
         f".npz file; got {type(params).__name__}."
@@ -97,6 +111,28 @@ def _select(flat: dict, names: tuple, prefix, caller: str) -> str:
         f"{caller}: `params` holds {len(complete)} layers, under the prefixes {complete}; pass "
         f"`prefix=` to choose one (e.g. prefix={complete[0]!r})."
     )
+
+
+def layer_prefixes(flat: dict, kind: str) -> list[str]:
+    """The prefixes of every complete S5 (`kind="s5"`) or LRU (`"lru"`) layer in `flat`.
+
+    Sorted naturally (`layers_2/` before `layers_10/`), which is the layer order of flax trees.
+    """
+    names = {"s5": _S5_NAMES, "lru": _LRU_NAMES}[kind]
+    first = names[0]
+    found = [k[: len(k) - len(first)] for k in flat if k == first or k.endswith("/" + first)]
+    complete = [pre for pre in found if all(pre + n in flat for n in names)]
+    if kind == "s5":
+        complete = [
+            pre
+            for pre in complete
+            if pre + "C" in flat or (pre + "C1" in flat and pre + "C2" in flat)
+        ]
+    return sorted(complete, key=_natural_key)
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _keys(flat: dict) -> str:
@@ -142,10 +178,50 @@ def _check(x: Array, shape: tuple, key: str, caller: str, meaning: str) -> None:
 
 
 def _to_strictly_causal(poles, b, c_tilde, d, scale) -> DiagonalLQOSystem:
-    """`h_k = λh_{k-1} + Bu_k, y_k = Re(s C̃ h_k) + Du_k` in strictly causal form (module doc)."""
+    """`h_k = λh_{k-1} + Bu_k, y_k = Re(s C̃ h_k) + Du_k` in strictly causal form (module doc).
+
+    `c_tilde` (p, P) and `d` (p, H): for a bidirectional layer the stacked `[C̃₁; C̃₂]` and
+    `[diag(D); 0]`.
+    """
     c = scale * c_tilde
     d = d + jnp.real(c @ b).astype(d.dtype)
     return DiagonalLQOSystem(poles, b, c * poles[None, :], d, dt=1.0)
+
+
+def _s5_readouts(flat, pre, P, H, bidirectional, caller, cdtype) -> tuple[Array, bool]:
+    """`C̃` (H, P), or the stacked `[C̃₁; C̃₂]` (2H, P) of a bidirectional layer.
+
+    S5 names the two readouts `C1` and `C2` (each `(H, P, 2)`), except with
+    `C_init="complex_normal"`, where one `C` of shape `(H, 2P, 2)` holds `[C̃₁, C̃₂]`.
+    """
+    if pre + "C1" in flat and pre + "C2" in flat:
+        if pre + "C" in flat:
+            raise ValueError(
+                f"{caller}: `params` holds both `{pre}C` and `{pre}C1`/`{pre}C2`; an S5 layer has "
+                "one or the other. Pass the layer's own parameters."
+            )
+        found = True
+        parts = [_complex_param(flat, pre + k, (H, P), caller, cdtype) for k in ("C1", "C2")]
+    elif pre + "C" in flat:
+        c_raw = as_inexact_array(flat[pre + "C"], pre + "C", caller)
+        found = c_raw.ndim >= 2 and c_raw.shape[:2] == (H, 2 * P)
+        if found:
+            c = _complex_param(flat, pre + "C", (H, 2 * P), caller, cdtype)
+            parts = [c[:, :P], c[:, P:]]
+        else:
+            parts = [_complex_param(flat, pre + "C", (H, P), caller, cdtype)]
+    else:
+        raise ValueError(
+            f"{caller}: `params` has no readout `{pre}C` (or `{pre}C1` and `{pre}C2`, "
+            f"bidirectional); its keys are {_keys(flat)}."
+        )
+    if bidirectional is not None and bool(bidirectional) != found:
+        what = "two readouts (C1, C2 or a C with 2P columns)" if found else "one readout C (H, P)"
+        raise ValueError(
+            f"{caller}: `bidirectional={bidirectional}`, but the layer has {what}; pass "
+            f"`bidirectional={found}` or None (detect)."
+        )
+    return jnp.concatenate(parts, axis=0), found
 
 
 def system_from_s5(
@@ -156,6 +232,7 @@ def system_from_s5(
     discretization: str = "zoh",
     step_rescale: float = 1.0,
     clip_eigs: bool = False,
+    bidirectional: bool | None = None,
 ) -> DiagonalLQOSystem:
     r"""One S5 layer's SSM as a discrete-time [`jaxlqo.DiagonalLQOSystem`][] (`dt=1`).
 
@@ -164,7 +241,8 @@ def system_from_s5(
     - `Lambda_re`, `Lambda_im` `(P,)`: $\Lambda = \Lambda_{re} + i\Lambda_{im}$ (with
         `clip_eigs`, $\Lambda_{re}$ is clipped to $\le -10^{-4}$ first);
     - `B` `(P, H, 2)` (real and imaginary parts) or complex `(P, H)`: $\tilde B$;
-    - `C` `(H, P, 2)` or complex `(H, P)`: $\tilde C$;
+    - `C` `(H, P, 2)` or complex `(H, P)`: $\tilde C$; a bidirectional layer has `C1`, `C2`
+        of that shape instead (or one `C` of shape `(H, 2P, 2)`: $[\tilde C_1, \tilde C_2]$);
     - `D` `(H,)`: applied elementwise, $D \odot u$;
     - `log_step` `(P, 1)` or `(P,)`: $\Delta = \text{step\_rescale}\cdot e^{\text{log\_step}}$.
 
@@ -184,10 +262,17 @@ def system_from_s5(
     - `prefix`: keyword-only; where the layer's names live in `params`, e.g.
         `"encoder/layers_0/seq/"`; `None` (default) finds it when unique.
     - `conj_sym`, `discretization` (`"zoh"` or `"bilinear"`), `step_rescale`, `clip_eigs`:
-        keyword-only; the S5 model's settings of the same names. Bidirectional S5 layers
-        are not causal and are not supported.
+        keyword-only; the S5 model's settings of the same names.
+    - `bidirectional`: keyword-only; `None` (default) detects it: a layer with readouts
+        `C1` and `C2` (S5's names), or one `C` with `2P` columns (S5 with
+        `C_init="complex_normal"`), is bidirectional. `True`/`False` insist.
 
-    **Returns:** a `DiagonalLQOSystem` with `P` complex states, `H` inputs and outputs, `dt=1`.
+    **Returns:** a `DiagonalLQOSystem` with `P` complex states, `H` inputs and `H` outputs,
+    `dt=1`; for a bidirectional layer `2H` outputs, the forward readout stacked on the
+    backward one (module docstring), to be run with [`jaxlqo.ssm.simulate_bidirectional`][].
+    Every reduction method applies to it as it is: the reduced system shares one
+    $(\hat\Lambda, \hat B)$ between the directions, and its h2 error is that of both directions
+    together ([`jaxlqo.ssm.bidirectional_h2_error`][]).
     """
     caller = "system_from_s5"
     if discretization not in ("zoh", "bilinear"):
@@ -195,7 +280,7 @@ def system_from_s5(
             f"{caller}: `discretization` must be 'zoh' or 'bilinear' (S5's options); got "
             f"{discretization!r}."
         )
-    flat = _load(params, caller)
+    flat = load_params(params, caller)
     pre = _select(flat, _S5_NAMES, prefix, caller)
     lam_re, lam_im = _real(flat, pre + "Lambda_re", caller), _real(flat, pre + "Lambda_im", caller)
     log_step = _real(flat, pre + "log_step", caller)
@@ -210,14 +295,10 @@ def system_from_s5(
     b_raw = as_inexact_array(flat[pre + "B"], pre + "B", caller)
     H = b_raw.shape[1] if b_raw.ndim >= 2 else -1
     b = _complex_param(flat, pre + "B", (P, H), caller, cdtype)
-    c_raw = as_inexact_array(flat[pre + "C"], pre + "C", caller)
-    if c_raw.ndim >= 2 and c_raw.shape[:2] == (H, 2 * P):
-        raise ValueError(
-            f"{caller}: `C` has 2P = {2 * P} columns: a bidirectional S5 layer, which is not "
-            "causal and has no state-space form; only unidirectional layers can be imported."
-        )
-    c = _complex_param(flat, pre + "C", (H, P), caller, cdtype)
+    c, is_bidirectional = _s5_readouts(flat, pre, P, H, bidirectional, caller, cdtype)
     d = _feedthrough(flat, pre + "D", H, caller, rdtype)
+    if is_bidirectional:  # the backward readout has no feedthrough of its own
+        d = jnp.concatenate([d, jnp.zeros_like(d)], axis=0)
 
     lam_re = lam_re.astype(rdtype)
     if clip_eigs:
@@ -252,7 +333,7 @@ def system_from_lru(params, *, prefix=None) -> DiagonalLQOSystem:
     docstring). Arguments `params` and `prefix` as for [`jaxlqo.ssm.system_from_s5`][].
     """
     caller = "system_from_lru"
-    flat = _load(params, caller)
+    flat = load_params(params, caller)
     pre = _select(flat, _LRU_NAMES, prefix, caller)
     nu_log, theta_log = _real(flat, pre + "nu_log", caller), _real(flat, pre + "theta_log", caller)
     N = nu_log.shape[0] if nu_log.ndim == 1 else -1
