@@ -41,15 +41,35 @@ and `balred` (python-control's `balred` instead keeps the unstable part, `alpha`
 `inf` in `norm` (without python-control's warning). `method` arguments choosing between
 slycot and SciPy are accepted and ignored; `balred(method='matchdc')` and `norm(sys, 'inf')`
 are not implemented.
+
+**Exceptions.** As python-control: a bad argument raises [`jaxlqo.compat.ArgumentError`][],
+which is both a `TypeError` (python-control's `ControlArgument`) and a `ValueError` (its
+`ControlDimension` and plain `ValueError`s), so either `except` clause of ported code catches
+it; shape mismatches are `ValueError`s. A value-dependent failure (an unstable system in `gram`,
+`hsvd` or `balred`, a singular equation in `lyap` / `dlyap`, non-finite input) raises
+[`jaxlqo.compat.ComputationError`][], a `ValueError` (as python-control's "the system is
+unstable") and a `numpy.linalg.LinAlgError` (as SciPy's singular-equation error). Inside `jit`
+or `vmap` these checks cannot raise a Python exception of a chosen class: there they raise
+Equinox's `EquinoxRuntimeError` (a `RuntimeError`) with the same message, as jaxlqo's native
+functions do.
+
+**Size 0.** `lyap` and `dlyap` accept empty matrices and return an empty array, as SciPy
+(python-control's `lyap` raises `IndexError` on them).
 """
 
+import numbers
+
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._gramians import (
     controllability_gramian,
     hankel_singular_values,
+    is_stable,
     observability_gramian,
+    psd_sqrt_factor,
 )
 from ._interop import (
     _external_dt,
@@ -71,16 +91,59 @@ from ._matrix_equations import (
 from ._misc import as_inexact_array, check_shape, common_inexact_dtype
 from ._norms import h2_norm
 from ._reduction import balanced_truncation
+from ._solution import RESULTS
 from ._systems import AbstractSystem, LQOSystem
 
-__all__ = ["balred", "dlyap", "gram", "hsvd", "lyap", "norm", "ss"]
+__all__ = [
+    "ArgumentError",
+    "ComputationError",
+    "balred",
+    "dlyap",
+    "gram",
+    "hsvd",
+    "lyap",
+    "norm",
+    "ss",
+]
+
+
+class ArgumentError(TypeError, ValueError):
+    """A bad argument to a `jaxlqo.compat` function (a wrong `type`, `method`, `p`, `orders` ...).
+
+    python-control raises `ValueError` for some such mistakes and `TypeError` (its
+    `ControlArgument`) for others; this class is both, so ported `except` clauses catch it.
+    """
+
+
+class ComputationError(np.linalg.LinAlgError):
+    """A value-dependent failure: an unstable system, a singular equation, non-finite input.
+
+    A `ValueError` (python-control raises `ValueError` for an unstable system in `gram`) and a
+    `numpy.linalg.LinAlgError` (SciPy's error for a singular discrete Lyapunov equation).
+    Raised eagerly; inside `jit` / `vmap` the same check raises `EquinoxRuntimeError`.
+    """
+
+
+def _checked(solution, caller: str):
+    """The value of a `throw=False` result, raising `ComputationError` unless successful.
+
+    A traced result (inside `jit`, `vmap`, `grad`) cannot raise a chosen exception class: it
+    goes through `eqx.error_if` like the native functions (an `EquinoxRuntimeError`).
+    """
+    result = solution.result
+    if isinstance(result._value, jax.core.Tracer):
+        return result.error_if(solution.value, result != RESULTS.successful)
+    if bool(result != RESULTS.successful):
+        raise ComputationError(f"{caller}: {RESULTS[result]}")
+    return solution.value
+
 
 _AUTO = AutoSolver()  # the default solver (a module-level instance: Modules are immutable)
 
 
 def _check_method(method, caller: str) -> None:
     if method not in (None, "scipy", "slycot"):
-        raise ValueError(
+        raise ArgumentError(
             f"{caller}: `method` must be None, 'scipy' or 'slycot' (accepted for python-control "
             f"compatibility and ignored: jaxlqo's own solver is used); got {method!r}."
         )
@@ -93,7 +156,10 @@ def _matrices(caller: str, **named):
         if x is None:
             out[name] = None
             continue
-        x = as_inexact_array(x, name, caller)
+        try:
+            x = as_inexact_array(x, name, caller)
+        except TypeError as e:  # e.g. strings: python-control's `ss` raises ValueError there
+            raise ArgumentError(str(e)) from e
         if x.ndim > 2:
             raise ValueError(f"{caller}: `{name}` must be a matrix (2-D); got shape {x.shape}.")
         out[name] = jnp.atleast_2d(x)
@@ -131,16 +197,16 @@ def lyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver =
     `method` is accepted for compatibility and ignored; `solver` (keyword-only) is any
     [`jaxlqo.AbstractSylvesterSolver`][].
 
-    **Returns:** `X`, a JAX array. Raises (through `eqx.error_if`) on a singular equation or
-    non-finite input.
+    **Returns:** `X`, a JAX array. Raises [`jaxlqo.compat.ComputationError`][] on a singular
+    equation or non-finite input (see the module's notes on exceptions).
     """
     caller = "lyap"
     A, Q, C, E = _lyapunov_arguments(caller, A, Q, C, E, method)
     if C is not None:
-        return solve_sylvester(A, Q, -C, solver=solver)
+        return _checked(solve_sylvester(A, Q, -C, solver=solver, throw=False), caller)
     if E is not None:
         A, Q = _generalised(A, Q, E, caller)
-    return solve_continuous_lyapunov(A, -Q, solver=solver)
+    return _checked(solve_continuous_lyapunov(A, -Q, solver=solver, throw=False), caller)
 
 
 def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver = _AUTO):
@@ -157,17 +223,17 @@ def dlyap(A, Q, C=None, E=None, method=None, *, solver: AbstractSylvesterSolver 
     caller = "dlyap"
     A, Q, C, E = _lyapunov_arguments(caller, A, Q, C, E, method)
     if C is not None:
-        return solve_discrete_sylvester(A, Q.T, C, solver=solver)
+        return _checked(solve_discrete_sylvester(A, Q.T, C, solver=solver, throw=False), caller)
     if E is not None:
         A, Q = _generalised(A, Q, E, caller)
-    return solve_discrete_lyapunov(A, Q, solver=solver)
+    return _checked(solve_discrete_lyapunov(A, Q, solver=solver, throw=False), caller)
 
 
 def _lyapunov_arguments(caller: str, A, Q, C, E, method):
     """The checks `lyap` and `dlyap` share: `method`, `C` xor `E`, shapes, square `A`."""
     _check_method(method, caller)
     if C is not None and E is not None:
-        raise ValueError(
+        raise ArgumentError(
             f"{caller}: pass `C` (Sylvester equation) or `E` (generalized Lyapunov equation), "
             "not both."
         )
@@ -183,7 +249,7 @@ def _as_system(sys, caller: str) -> AbstractSystem:
         return from_control(sys)
     if _is_scipy(sys):
         return from_scipy(sys)
-    raise TypeError(
+    raise ArgumentError(
         f"{caller}: `sys` must be a python-control StateSpace, a scipy.signal lti/dlti or a "
         f"jaxlqo system; got {type(sys).__name__}."
     )
@@ -195,22 +261,44 @@ def gram(sys, type):
     $$A W_c + W_c A^\top + B B^\top = 0,\qquad A^\top W_o + W_o A + C^\top C = 0$$
 
     in continuous time, $A W_c A^\top - W_c + B B^\top = 0$ (and its dual) in discrete time.
-    `'cf'` / `'of'` return the upper-triangular Cholesky factor `R` with $W = R^\top R$ (the
-    Gramian must then be positive definite, i.e. the system controllable / observable).
+    `'cf'` / `'of'` return an upper-triangular factor `R` with $W = R^\top R$: the Cholesky
+    factor (positive diagonal) for a positive definite Gramian, and for a singular one (an
+    uncontrollable / unobservable system) the triangular factor of a QR decomposition of
+    $Z^\top$, $W = Z Z^\top$, as SLICOT's `sb03od` (python-control's routine) also returns a
+    factor of a semidefinite Gramian.
 
     **Arguments:** `sys` (python-control, SciPy or jaxlqo system); `type` one of `'c'`, `'o'`,
     `'cf'`, `'of'` (the name shadows the builtin, as in python-control).
 
-    **Returns:** a JAX array. Raises for an unstable system (as python-control does).
+    **Returns:** a JAX array. Raises [`jaxlqo.compat.ComputationError`][] (a `ValueError`, as
+    python-control) for an unstable system.
     """
     caller = "gram"
     if type not in ("c", "o", "cf", "of"):
-        raise ValueError(f"{caller}: `type` must be 'c', 'o', 'cf' or 'of'; got {type!r}.")
+        raise ArgumentError(f"{caller}: `type` must be 'c', 'o', 'cf' or 'of'; got {type!r}.")
     s = _as_system(sys, caller)
-    w = controllability_gramian(s) if type[0] == "c" else observability_gramian(s)
+    gramian = controllability_gramian if type[0] == "c" else observability_gramian
+    w = _checked(gramian(s, throw=False), caller)
     if type in ("c", "o"):
         return w
-    return jnp.linalg.cholesky(0.5 * (w + w.conj().T)).conj().T
+    return _upper_factor(w)
+
+
+def _upper_factor(w):
+    """Upper-triangular `R` with `W = Rᴴ R` for a Hermitian positive semidefinite `W`.
+
+    Cholesky where `W` is positive definite; otherwise (NaN from Cholesky) `R` from the QR
+    decomposition `Zᴴ = Q R` of a square-root factor `W = Z Zᴴ`, since then
+    `Rᴴ R = Rᴴ Qᴴ Q R = Z Zᴴ = W`, with rows scaled to a real non-negative diagonal.
+    """
+    w = 0.5 * (w + w.conj().T)
+    cholesky = jnp.linalg.cholesky(w).conj().T
+    r = jnp.linalg.qr(psd_sqrt_factor(w).conj().T, mode="r")
+    d = jnp.diagonal(r)
+    magnitude = jnp.abs(d)
+    phase = jnp.where(magnitude > 0, d / jnp.where(magnitude > 0, magnitude, 1).astype(d.dtype), 1)
+    r = jnp.conj(phase)[:, None] * r
+    return jnp.where(jnp.isfinite(cholesky).all(), cholesky, r)
 
 
 def hsvd(sys):
@@ -219,7 +307,7 @@ def hsvd(sys):
     Continuous or discrete time (python-control supports only continuous). A
     [`jaxlqo.DiagonalLQOSystem`][] with `n` complex states has `2n` values. Returns a JAX array.
     """
-    return hankel_singular_values(_as_system(sys, "hsvd"))
+    return _checked(hankel_singular_values(_as_system(sys, "hsvd"), throw=False), "hsvd")
 
 
 def balred(sys, orders, method="truncate", alpha=None):
@@ -228,37 +316,59 @@ def balred(sys, orders, method="truncate", alpha=None):
     **Arguments:**
 
     - `sys`: python-control, SciPy or jaxlqo system (stable; continuous or discrete time).
-    - `orders`: an int, or a sequence of ints (then a list of systems is returned). For a
-        [`jaxlqo.DiagonalLQOSystem`][] it counts complex states (see
-        [`jaxlqo.balanced_truncation`][]).
+    - `orders`: an int (Python or NumPy), or a sequence of them (then a list of systems is
+        returned). For a [`jaxlqo.DiagonalLQOSystem`][] it counts complex states (see
+        [`jaxlqo.balanced_truncation`][]). A float, a bool or a string is an
+        [`jaxlqo.compat.ArgumentError`][].
     - `method`: only `'truncate'` (python-control's `'matchdc'` is not implemented).
     - `alpha`: must be `None` (unstable systems are not split into stable and unstable parts).
 
     **Returns:** the reduced system(s), of the same kind as `sys`; the feedthrough `D` is kept.
+    An unstable system raises [`jaxlqo.compat.ComputationError`][] (a `ValueError`).
     """
     caller = "balred"
     if method != "truncate":
-        raise ValueError(
+        raise ArgumentError(
             f"{caller}: only method='truncate' is implemented; got {method!r}. For "
             "'matchdc' use python-control (`control.balred(lqo.to_control(sys), r, "
             "method='matchdc')`, needs slycot)."
         )
     if alpha is not None:
-        raise ValueError(
+        raise ArgumentError(
             f"{caller}: `alpha` (stability boundary for splitting unstable systems) is not "
             "supported; pass alpha=None and a stable system."
         )
     s = _as_system(sys, caller)
-    scalar = isinstance(orders, (int, np.integer))
+    if isinstance(orders, np.ndarray) and orders.ndim == 0:
+        orders = orders.item()
+    scalar = not isinstance(orders, (list, tuple, np.ndarray, range))
+    ranks = [orders] if scalar else list(orders)
+    if not ranks or not all(
+        isinstance(r, numbers.Integral) and not isinstance(r, (bool, np.bool_)) for r in ranks
+    ):
+        raise ArgumentError(
+            f"{caller}: `orders` must be an int (the reduced order, e.g. 2) or a sequence of "
+            f"ints; got {orders!r}."
+        )
+    if not _any_traced(s):
+        if not bool(is_stable(s)):
+            raise ComputationError(f"{caller}: {RESULTS[RESULTS.unstable]}")
     results = []
-    for r in [orders] if scalar else list(orders):
-        rom, _ = balanced_truncation(s, int(r))
+    for r in ranks:
+        try:
+            rom, _ = balanced_truncation(s, int(r))
+        except eqx.EquinoxRuntimeError as e:  # eager: a value-dependent failure
+            raise ComputationError(f"{caller}: {e}") from e
         if _is_control(sys):
             rom = to_control(rom)
         elif _is_scipy(sys):
             rom = to_scipy(rom)
         results.append(rom)
     return results[0] if scalar else results
+
+
+def _any_traced(sys) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(sys))
 
 
 def norm(sys, p=2, tol=1e-6, print_warning=True, method=None):
@@ -275,8 +385,8 @@ def norm(sys, p=2, tol=1e-6, print_warning=True, method=None):
     """
     caller = "norm"
     _check_method(method, caller)
-    if p != 2:
-        raise ValueError(
+    if isinstance(p, bool) or p != 2:
+        raise ArgumentError(
             f"{caller}: only p=2 (the h2 norm) is implemented; got p={p!r}. For the "
             "L-infinity norm use `control.norm(lqo.to_control(sys), 'inf')`."
         )

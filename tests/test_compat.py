@@ -222,3 +222,105 @@ def test_ss_dt_convention(rng):
     np.testing.assert_array_equal(np.asarray(sys.D), 0)
     with pytest.raises(ValueError, match="sampling time"):
         compat.ss(a, b, c, 0, -1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exceptions: the class python-control raises (or a subclass), for every compat function
+# ---------------------------------------------------------------------------------------------
+
+
+def _unstable_ss():
+    return control.ss(np.array([[1.0, 0.0], [0.0, -1.0]]), np.ones((2, 1)), np.ones((1, 2)), 0)
+
+
+def _stable_ss():
+    return control.ss(-np.eye(2) + np.triu(np.ones((2, 2)), 1), np.ones((2, 1)), np.ones((1, 2)), 0)
+
+
+_E = np.eye(2)
+# (name, compat call, python-control call): both must raise.
+ERROR_CASES = [
+    ("lyap C and E", lambda m: m.lyap(-_E, _E, _E, _E, method="scipy")),
+    ("lyap bad method", lambda m: m.lyap(-_E, _E, method="bartels")),
+    ("lyap non-square A", lambda m: m.lyap(np.ones((2, 3)), _E, method="scipy")),
+    ("lyap Q shape", lambda m: m.lyap(-_E, np.eye(3), method="scipy")),
+    ("lyap NaN", lambda m: m.lyap(np.array([[np.nan, 1.0], [-1.0, -1.0]]), _E, method="scipy")),
+    ("dlyap singular", lambda m: m.dlyap(_E, _E, method="scipy")),
+    ("dlyap bad method", lambda m: m.dlyap(0.5 * _E, _E, method="bartels")),
+    ("gram unstable", lambda m: m.gram(_unstable_ss(), "c")),
+    ("gram unstable 'of'", lambda m: m.gram(_unstable_ss(), "of")),
+    ("gram bad type", lambda m: m.gram(_stable_ss(), "x")),
+    ("gram not a system", lambda m: m.gram((1.0, 2.0), "c")),
+    ("hsvd unstable", lambda m: m.hsvd(_unstable_ss())),
+    ("norm bad p", lambda m: m.norm(_stable_ss(), "fro")),
+    ("norm bad method", lambda m: m.norm(_stable_ss(), 2, method="bad")),
+    ("norm not a system", lambda m: m.norm((1.0, 2.0), 2)),
+    ("balred bad method", lambda m: m.balred(_stable_ss(), 1, method="exact")),
+    ("ss bad dt", lambda m: m.ss(-1.0, 1.0, 1.0, 0, -1.0)),
+    ("ss B shape", lambda m: m.ss(-_E, np.ones((3, 1)), np.ones((1, 2)), 0)),
+    ("ss strings", lambda m: m.ss([["a"]], [[1.0]], [[1.0]], 0)),
+]
+
+
+def _builtin_class(exc: BaseException) -> type:
+    """The built-in exception class behind python-control's (ControlArgument → TypeError)."""
+    return next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # python-control's "unstable" warning
+@pytest.mark.parametrize("name, call", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_exception_classes_match_python_control(name, call):
+    with pytest.raises(Exception) as theirs:
+        call(control)
+    expected = _builtin_class(theirs.value)
+    assert expected in (TypeError, ValueError), (name, theirs.value)
+    with pytest.raises(expected):
+        call(compat)
+
+
+def test_exception_classes_are_both_or_valueerrors():
+    assert issubclass(compat.ArgumentError, TypeError)
+    assert issubclass(compat.ArgumentError, ValueError)
+    assert issubclass(compat.ComputationError, ValueError)
+    assert issubclass(compat.ComputationError, np.linalg.LinAlgError)
+    with pytest.raises(compat.ComputationError, match="gram: The system is unstable"):
+        compat.gram(_unstable_ss(), "c")
+    with pytest.raises(compat.ComputationError, match="balred: The system is unstable"):
+        compat.balred(_unstable_ss(), 1)
+    with pytest.raises(compat.ComputationError, match="singular"):
+        compat.lyap(np.array([[0.0, 1.0], [-1.0, 0.0]]), _E)
+    # Inside jit no chosen class can be raised: Equinox's runtime error, as the native API.
+    with pytest.raises(RuntimeError, match="singular"):
+        jax.jit(compat.lyap)(np.array([[0.0, 1.0], [-1.0, 0.0]]), _E)
+
+
+def test_gram_factor_of_an_uncontrollable_system():
+    # W = diag(1/2, 0) is only semidefinite: Cholesky gave NaN; W = Rᵀ R still has a factor.
+    sys = control.ss(np.diag([-1.0, -2.0]), [[1.0], [0.0]], [[1.0, 1.0]], 0)
+    r = np.asarray(compat.gram(sys, "cf"))
+    assert np.isfinite(r).all()
+    np.testing.assert_array_equal(r, np.triu(r))
+    np.testing.assert_allclose(r.T @ r, np.diag([0.5, 0.0]), atol=1e-15)
+
+
+def test_balred_orders_accept_numpy_integers_and_reject_floats(rng):
+    a, b, c = _stable(rng, 4), rng.normal(size=(4, 1)), rng.normal(size=(1, 4))
+    sys = control.ss(a, b, c, 0)
+    expected = compat.balred(sys, 2)
+    for orders in (np.int64(2), np.array(2)):
+        np.testing.assert_allclose(compat.balred(sys, orders).A, expected.A, rtol=1e-12)
+    assert [r.nstates for r in compat.balred(sys, np.array([1, 2]))] == [1, 2]
+    for bad in (2.0, np.float64(2.0), True, "2", [1, 2.5], []):
+        with pytest.raises(compat.ArgumentError, match="`orders` must be an int"):
+            compat.balred(sys, bad)
+    assert lqo.balanced_truncation(lqo.from_control(sys), np.int64(2))[0].n == 2
+
+
+def test_lyap_of_empty_matrices_is_empty_as_scipy():
+    e0 = np.zeros((0, 0))
+    for ours, theirs in (
+        (compat.lyap, sla.solve_continuous_lyapunov),
+        (compat.dlyap, sla.solve_discrete_lyapunov),
+    ):
+        x = ours(e0, e0)
+        assert x.shape == theirs(e0, -e0).shape == (0, 0)
