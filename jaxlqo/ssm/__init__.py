@@ -12,6 +12,11 @@ from ._bidirectional import (
     split_directions as split_directions,
 )
 from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
+from ._batched import (
+    batched_logits as batched_logits,
+    diagonal_states as diagonal_states,
+    layer_forward as layer_forward,
+)
 from ._compress import (
     METHODS as METHODS,
     bound_weights as bound_weights,
@@ -23,6 +28,9 @@ from ._compress import (
     pad_layers as pad_layers,
 )
 from ._data import (
+    BBC_NEWS_TOPICS as BBC_NEWS_TOPICS,
+    PAD_BYTE as PAD_BYTE,
+    load_bbc_news_sequences as load_bbc_news_sequences,
     load_digits_sequences as load_digits_sequences,
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,
 )

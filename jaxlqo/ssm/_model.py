@@ -390,12 +390,19 @@ class DeepSSM(eqx.Module):
     - `r_min`, `r_max`, `max_phase`, `norm_eps`: keyword-only; passed to every
         [`SSMLayer`][jaxlqo.ssm.SSMLayer].
     - `dtype`: keyword-only; the real parameter dtype (default: JAX's default float dtype).
+    - `vocab_size`: keyword-only; `None` (default) for real input features and a linear
+        encoder; an int `V` for token sequences (e.g. bytes, `V = 256`): the encoder is then
+        an embedding table `s⁽⁰⁾_k = E[u_k]` (`eqx.nn.Embedding(V, H)`) and `d_in` must be 1.
+        Token ids are passed as real sequences `(L, 1)` holding integer values in
+        `0 … V−1` (exact in float32 and float64), so every tool that takes real input
+        sequences (compression, calibration, the bound) works unchanged.
 
     Every method acts on one sequence `u` of shape `(L, d_in)`, cast to the model's dtype;
-    batch with `jax.vmap`.
+    batch with `jax.vmap`, or use [`batched_logits`][jaxlqo.ssm.batched_logits] (the fast
+    batched path used for training).
     """
 
-    encoder: eqx.nn.Linear
+    encoder: eqx.nn.Linear | eqx.nn.Embedding
     layers: tuple[SSMLayer, ...]
     head: eqx.nn.Linear
 
@@ -414,14 +421,30 @@ class DeepSSM(eqx.Module):
         max_phase: float = math.pi,
         norm_eps: float = LAYER_NORM_EPS,
         dtype=None,
+        vocab_size: int | None = None,
     ):
         if not (isinstance(layers, int) and layers >= 1):
             raise ValueError(f"DeepSSM: `layers` must be a positive int; got {layers!r}.")
+        if vocab_size is not None:
+            if isinstance(vocab_size, bool) or not (
+                isinstance(vocab_size, (int, np.integer)) and vocab_size >= 1
+            ):
+                raise ValueError(
+                    f"DeepSSM: `vocab_size` must be None or a positive int; got {vocab_size!r}."
+                )
+            if d_in != 1:
+                raise ValueError(
+                    f"DeepSSM: a token model (vocab_size={vocab_size}) takes one token id per "
+                    f"step, so `d_in` must be 1; got d_in={d_in}."
+                )
         ns = _per_layer(n, layers, "n")
         qs = _per_layer(quad_rank, layers, "quad_rank")
         dtype = default_float_dtype() if dtype is None else jnp.dtype(dtype)
         k_enc, k_head, *k_layers = jax.random.split(key, 2 + layers)
-        self.encoder = eqx.nn.Linear(d_in, H, key=k_enc, dtype=dtype)
+        if vocab_size is None:
+            self.encoder = eqx.nn.Linear(d_in, H, key=k_enc, dtype=dtype)
+        else:
+            self.encoder = eqx.nn.Embedding(int(vocab_size), H, key=k_enc, dtype=dtype)
         self.layers = tuple(
             SSMLayer(
                 k,
@@ -441,11 +464,20 @@ class DeepSSM(eqx.Module):
     # --- sizes -----------------------------------------------------------------------------
 
     @property
+    def vocab_size(self) -> int | None:
+        """The number of token ids of a token model (embedding encoder); `None` otherwise."""
+        if isinstance(self.encoder, eqx.nn.Embedding):
+            return self.encoder.num_embeddings
+        return None
+
+    @property
     def d_in(self) -> int:
-        return self.encoder.in_features
+        return 1 if self.vocab_size is not None else self.encoder.in_features
 
     @property
     def H(self) -> int:
+        if self.vocab_size is not None:
+            return self.encoder.embedding_size
         return self.encoder.out_features
 
     @property
@@ -466,6 +498,7 @@ class DeepSSM(eqx.Module):
         def collapse(values):
             return values[0] if len(set(values)) == 1 else list(values)
 
+        extra = {} if self.vocab_size is None else {"vocab_size": self.vocab_size}
         return {
             "d_in": self.d_in,
             "H": self.H,
@@ -475,6 +508,7 @@ class DeepSSM(eqx.Module):
             "quad_rank": collapse([layer.quad_rank for layer in self.layers]),
             "norm_eps": self.layers[0].norm.eps,
             "dtype": jnp.dtype(self.dtype).name,
+            **extra,
         }
 
     # --- forward maps ----------------------------------------------------------------------
@@ -483,7 +517,24 @@ class DeepSSM(eqx.Module):
         """The first layer's input `s⁽⁰⁾_k = W_enc u_k + b_enc`, shape `(L, H)`."""
         u = _as_model_input(u, self.dtype, "u", "DeepSSM")
         _check_ndim(u, (None, self.d_in), "u", "DeepSSM", f"(L, d_in) with d_in = {self.d_in}")
-        return jax.vmap(self.encoder)(u)
+        return self.encode_batch(u[None])[0]
+
+    def encode_batch(self, inputs: Float[Array, "N L d_in"]) -> Float[Array, "N L H"]:
+        """`encode` for a batch `(N, L, d_in)`, as one GEMM (or one table lookup)."""
+        inputs = _as_model_input(inputs, self.dtype, "inputs", "DeepSSM")
+        _check_ndim(
+            inputs,
+            (None, None, self.d_in),
+            "inputs",
+            "DeepSSM.encode_batch",
+            f"(N, L, d_in) with d_in = {self.d_in}",
+        )
+        if self.vocab_size is not None:
+            # Token ids held as reals; rounding guards against ids computed in floating point.
+            tokens = jnp.round(inputs[..., 0]).astype(jnp.int32)
+            return jnp.take(self.encoder.weight, tokens, axis=0, mode="clip")
+        out = inputs @ self.encoder.weight.T
+        return out if self.encoder.bias is None else out + self.encoder.bias
 
     def layer_inputs(self, u: Float[Array, "L d_in"]) -> list[Array]:
         """The input sequence `s⁽ⁱ⁻¹⁾` (L, H) of each layer `i = 1, …, ξ`, in order."""

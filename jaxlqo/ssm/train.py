@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m jaxlqo.ssm.train",
         description="Train a jaxlqo.ssm.DeepSSM on a sequential image-classification task.",
     )
-    p.add_argument("--dataset", choices=["digits", "fashion_mnist"], default="digits")
+    p.add_argument("--dataset", choices=["digits", "fashion_mnist", "bbc_news"], default="digits")
     p.add_argument("--out", required=True, help="checkpoint stem: writes OUT.eqx and OUT.json")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batching seed")
     p.add_argument("--split-seed", type=int, default=0, help="digits train/test split seed")
@@ -38,7 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-phase", type=float, default=math.pi)
     p.add_argument("--pool", type=int, default=2, help="fashion_mnist: average-pooling factor")
     p.add_argument("--max-train", type=int, default=None, help="fashion_mnist: train subset")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--length", type=int, default=2048, help="bbc_news: bytes per sequence")
+    p.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="the training dtype"
+    )
+    p.add_argument(
+        "--save-dtype",
+        choices=["float64", "float32"],
+        default=None,
+        help="the dtype of the written checkpoint (default: the training dtype); "
+        "float32 training with float64 checkpoints keeps compression in float64",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -47,17 +57,24 @@ def main(argv=None) -> dict:
     args = _parser().parse_args(argv)
     import jax
 
-    if args.dtype == "float64":
+    save_dtype = args.save_dtype or args.dtype
+    if "float64" in (args.dtype, save_dtype):
         jax.config.update("jax_enable_x64", True)
     import equinox as eqx
     import optax
 
-    from ._data import load_digits_sequences, load_fashion_mnist_sequences
+    from ._data import (
+        load_bbc_news_sequences,
+        load_digits_sequences,
+        load_fashion_mnist_sequences,
+    )
     from ._model import DeepSSM
     from ._train import evaluate, save_checkpoint, train
 
     if args.dataset == "digits":
         data = load_digits_sequences(args.split_seed)
+    elif args.dataset == "bbc_news":
+        data = load_bbc_news_sequences(length=args.length, seed=args.split_seed)
     else:
         data = load_fashion_mnist_sequences(pool=args.pool, max_train=args.max_train)
     hyper = dict(
@@ -71,6 +88,7 @@ def main(argv=None) -> dict:
         r_max=args.r_max,
         max_phase=args.max_phase,
         dtype=args.dtype,
+        vocab_size=data.get("vocab_size"),
     )
     model = DeepSSM(jax.random.key(args.seed), **hyper)
     counts = model.parameter_counts()
@@ -93,15 +111,21 @@ def main(argv=None) -> dict:
         progress=not args.no_progress,
     )
     elapsed = time.perf_counter() - start
+    if save_dtype != args.dtype:
+        model = jax.tree_util.tree_map(
+            lambda x: x.astype(save_dtype) if eqx.is_inexact_array(x) else x, model
+        )
     test_acc = evaluate(model, data["test_inputs"], data["test_labels"])
     train_acc = evaluate(model, data["train_inputs"], data["train_labels"])
     argv_used = sys.argv[1:] if argv is None else list(argv)
     metadata = {
         "dataset": args.dataset,
-        "split_seed": args.split_seed if args.dataset == "digits" else None,
+        "split_seed": args.split_seed if args.dataset in ("digits", "bbc_news") else None,
+        "length": args.length if args.dataset == "bbc_news" else None,
         "pool": args.pool if args.dataset == "fashion_mnist" else None,
         "seed": args.seed,
-        "dtype": args.dtype,
+        "dtype": save_dtype,
+        "training_dtype": args.dtype,
         "test_accuracy": test_acc,
         "test_correct": int(round(test_acc * len(data["test_labels"]))),
         "n_test": len(data["test_labels"]),
