@@ -10,9 +10,10 @@ exists. Here Equinox's error mode is switched to "nan" (`EQX_ON_ERROR=nan`: the 
 no callback), so the default paths are checked everywhere else; `benchmarks/device_check.sh`
 lowers them unchanged on a real GPU and reports the callbacks of the error branches.
 
-Known exception, allowed and reported: `jnp.linalg.eigvals` (stability checks of dense
-systems) lowers on CUDA to JAX's `cuhybrid_eig_*` kernel (the eigenvalues of a small
-non-symmetric matrix are computed on the host by design; it is the only eig JAX has on GPU).
+Known exception, allowed and reported: `jnp.linalg.eigvals` / `eig` (stability checks of
+dense systems, the Kronecker solver's solvability check, and the default solver's
+eigendecomposition fallback for equations with unstable coefficients) lowers on CUDA to JAX's
+`cuhybrid_eig_*` kernel (cuSOLVER's or the host's `geev`; it is the only eig JAX has on GPU).
 """
 
 import re
@@ -137,3 +138,12 @@ def test_cpu_dispatch_does_use_schur():
     fn, args = CASES["solve_discrete_lyapunov"]
     with pytest.raises(NotImplementedError, match="schur"):
         _lower_cuda(fn, *args)
+
+
+def test_gpu_default_carries_the_eigendecomposition_fallback(gpu_dispatch):
+    # Stable inputs stay on matrix sign / doubling; the general-A branch (taken only when the
+    # iteration fails) is compiled in and lowers to the hybrid eig kernel, not to a callback.
+    a = _stable_dense(12, 2, 2, 1, dt=None).A
+    for solve in (lqo.solve_continuous_lyapunov, lqo.solve_discrete_lyapunov):
+        targets = _targets(_lower_cuda(solve, a, jnp.eye(12)))
+        assert targets & set(ALLOWED_HYBRID), targets
