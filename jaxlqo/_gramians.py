@@ -15,6 +15,11 @@ difference form telescopes for *any* solution of the Stein equation, so it also 
 unstable `A` (as long as λ_i λ_j ≠ 1, resp. λ_i + λ_j ≠ 0). It never forms the Van Loan block
 exponential, which over- or underflows on stiff systems and long horizons.
 
+A system with no states (`n = 0`, a static gain `y = D u`) has empty `0 × 0` Gramians and
+no Hankel singular values, as SciPy's solvers return empty arrays for empty matrices; its h2
+norm is that of the feedthrough alone (`‖D‖_F` in discrete time; in continuous time 0 for
+`D = 0`, else `inf`).
+
 References: P. Benner, P. Goyal, I. Pontes Duff, "Gramians, energy functionals and balanced
 truncation for linear dynamical systems with quadratic outputs", IEEE TAC 67 (2022);
 W. Gawronski, J.-N. Juang, "Model reduction in limited time and frequency intervals" (1990).

@@ -23,7 +23,6 @@ tangent and adjoint solves are again `custom_linear_solve`s, so every order work
 
 import jax.lax as lax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Inexact
 
 from .._misc import as_inexact_array, common_inexact_dtype
@@ -41,12 +40,9 @@ def _square_or_diagonal(x: Array, name: str, caller: str) -> int:
     )
 
 
-# LAPACK, and so every factorisation here, has no half-precision routines.
-_HALF_PRECISION = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
-
-
 def _check_precision(x: Array, name: str, caller: str) -> None:
-    if x.dtype in _HALF_PRECISION:
+    # LAPACK, and so every factorisation here, has no routines narrower than float32.
+    if jnp.finfo(x.dtype).bits < 32:
         raise TypeError(
             f"{caller}: argument `{name}` has dtype {x.dtype}, which the matrix-equation "
             "solvers do not support (no half-precision factorisations exist); use float32, "
