@@ -89,6 +89,11 @@ def simulate_bidirectional(sys: DiagonalLQOSystem, u: Array) -> Array:
     _check_stacked(sys, caller)
     u = as_inexact_array(u, "u", caller)
     check_shape(u, (None, sys.m), "u", caller, f"(L, m) with m = {sys.m} inputs")
+    return _simulate_bidirectional(sys, u)
+
+
+@eqx.filter_jit
+def _simulate_bidirectional(sys, u):
     forward, backward = split_directions(sys)
     return simulate(forward, u) + simulate(backward, u[::-1])[::-1]
 
@@ -114,9 +119,14 @@ def bidirectional_h2_norm(sys: DiagonalLQOSystem, *, horizon=None) -> Array:
     the two lag-0 terms lumped into one, $\|D_1 + D_2\|_F^2$. With `horizon`, lags `|i| < horizon`.
     Raises on an unstable system (infinite horizon), as [`jaxlqo.h2_norm`][].
     """
-    q = _check_stacked(sys, "bidirectional_h2_norm")
+    _check_stacked(sys, "bidirectional_h2_norm")
+    return _bidirectional_h2_norm(sys, horizon)
+
+
+@eqx.filter_jit
+def _bidirectional_h2_norm(sys, horizon):
     strictly_causal = h2_norm(_without_feedthrough(sys), horizon=horizon)
-    return _root(strictly_causal**2 + jnp.sum(_lumped_feedthrough(sys, q) ** 2))
+    return _root(strictly_causal**2 + jnp.sum(_lumped_feedthrough(sys, sys.p // 2) ** 2))
 
 
 def bidirectional_h2_error(
@@ -145,6 +155,12 @@ def bidirectional_h2_error(
             f"{caller}: `sys` and `rom` must have the same inputs and outputs; got "
             f"(m, p) = ({sys.m}, {sys.p}) and ({rom.m}, {rom.p})."
         )
+    return _bidirectional_h2_error(sys, rom, horizon)
+
+
+@eqx.filter_jit
+def _bidirectional_h2_error(sys, rom, horizon):
+    q = sys.p // 2
     strictly_causal = h2_error(
         _without_feedthrough(sys), _without_feedthrough(rom), horizon=horizon
     )

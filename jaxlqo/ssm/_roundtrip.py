@@ -10,6 +10,7 @@ the caller's own code loads the new tree (with `P'` states in its SSM config) an
 import collections.abc
 from collections.abc import Mapping, Sequence
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
@@ -26,6 +27,10 @@ from ._import import layer_prefixes, load_params, system_from_lru, system_from_s
 #: (`bound`, `bound-input` and `match` need a [`jaxlqo.ssm.DeepSSM`][]: the whole model's
 #: trajectory, not only its SSM parameters.)
 PARAMETER_METHODS = ("modal", "bt", "tlh2", "h2", "bt-input", "h2-input")
+
+
+# Compiled: eager dispatch of the closed forms costs more than one compilation per shape.
+_h2_error, _h2_norm = eqx.filter_jit(h2_error), eqx.filter_jit(h2_norm)
 
 
 def input_second_moment(inputs: Array) -> Array:
@@ -157,7 +162,7 @@ def _compress_tree(params, rank, method, second_moments, horizon, max_steps, cal
         if bidirectional:
             error, norm = bidirectional_h2_error(sys, layer), bidirectional_h2_norm(sys)
         else:
-            error, norm = h2_error(sys, layer), h2_norm(sys)
+            error, norm = _h2_error(sys, layer), _h2_norm(sys)
         for key, value in export(layer).items():
             updates[pre + key] = _like(value, flat[pre + key])
         info["ranks"][pre] = int(r)
