@@ -306,14 +306,12 @@ def test_gram_factor_of_an_uncontrollable_system():
 def test_balred_orders_accept_numpy_integers_and_reject_floats(rng):
     a, b, c = _stable(rng, 4), rng.normal(size=(4, 1)), rng.normal(size=(1, 4))
     sys = control.ss(a, b, c, 0)
-    expected = compat.balred(sys, 2)
-    for orders in (np.int64(2), np.array(2)):
-        np.testing.assert_allclose(compat.balred(sys, orders).A, expected.A, rtol=1e-12)
-    assert [r.nstates for r in compat.balred(sys, np.array([1, 2]))] == [1, 2]
+    rom, roms = compat.balred(sys, np.int64(2)), compat.balred(sys, np.array([2]))
+    assert rom.nstates == 2 and len(roms) == 1
+    np.testing.assert_array_equal(rom.A, roms[0].A)
     for bad in (2.0, np.float64(2.0), True, "2", [1, 2.5], []):
         with pytest.raises(compat.ArgumentError, match="`orders` must be an int"):
             compat.balred(sys, bad)
-    assert lqo.balanced_truncation(lqo.from_control(sys), np.int64(2))[0].n == 2
 
 
 def test_lyap_of_empty_matrices_is_empty_as_scipy():

@@ -851,7 +851,7 @@ def test_half_precision_is_a_type_error_naming_the_argument(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. The GPU default: iterations for stable coefficients, an eigendecomposition otherwise.
+# 9. The GPU default: iterations for stable coefficients, an eigendecomposition otherwise.
 #    Tested on CPU by making the dispatch see a GPU backend (as tests/test_gpu_lowering.py).
 # ---------------------------------------------------------------------------------------------
 
@@ -875,55 +875,48 @@ def _mixed_spectrum(rng, n, discrete):
     return a
 
 
-@pytest.mark.parametrize("equation", ["continuous_lyapunov", "discrete_sylvester"])
-def test_gpu_default_solves_equations_with_unstable_coefficients(equation, gpu_dispatch):
+def test_gpu_default_continuous_lyapunov(gpu_dispatch):
     # SciPy solves A X + X Aᴴ = Q for any A with λ_i + λ̄_j ≠ 0; off CPU the default used to
-    # stop at "did not converge" (doubling / matrix sign need stable coefficients).
+    # stop at "did not converge" (matrix sign needs a stable A). n = 9: n² > 64, not Kronecker.
     rng = np.random.default_rng(71)
-    discrete = ref.is_discrete(equation)
-    a = _mixed_spectrum(rng, 9, discrete)  # n m > 64: the dispatch, not Kronecker
-    b = a.T if ref.is_lyapunov(equation) else _mixed_spectrum(rng, 8, discrete).T
-    c = rng.standard_normal((9, b.shape[0]))
-    x = solve(equation, a, b, c)
-    assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-11)
-    assert_small_residual(equation, a, b, c, x)
-    if discrete:
-        return
-    # Reverse mode runs the transposed solve through the same fallback.
-    loss = lambda a_, s: jnp.sum(solve(equation, a_, b, c, s) ** 2)  # noqa: E731
-    grad = jax.grad(loss)(jnp.asarray(a), lqo.AutoSolver())
-    expected = jax.grad(loss)(jnp.asarray(a), lqo.Kronecker())
-    assert_close(grad, expected, rtol=1e-9)
-
-
-def test_gpu_default_keeps_stable_inputs_on_the_iteration(gpu_dispatch):
-    rng = np.random.default_rng(72)
-    a, b, c = ref.problem(rng, "discrete_lyapunov", 9)
-    # Bit-for-bit the iteration's answer (the eigendecomposition would round differently).
-    np.testing.assert_array_equal(
-        solve("discrete_lyapunov", a, b, c), solve("discrete_lyapunov", a, b, c, "doubling")
-    )
-    # One stable and one unstable element of a batch: each gets its own answer.
-    a_stable, _, q = ref.problem(rng, "continuous_lyapunov", 9)
-    a_mixed = _mixed_spectrum(rng, 9, False)
-    xs = jax.vmap(lqo.solve_continuous_lyapunov)(jnp.stack([a_stable, a_mixed]), jnp.stack([q, q]))
-    np.testing.assert_array_equal(
-        xs[0], lqo.solve_continuous_lyapunov(a_stable, q, solver=lqo.MatrixSign())
-    )
-    assert_close(xs[1], scipy_solve("continuous_lyapunov", a_mixed, None, q), rtol=1e-11)
-
-
-def test_gpu_default_reports_what_it_cannot_solve(gpu_dispatch):
-    q = np.eye(9)
+    f = jax.jit(lambda a, q: lqo.solve_continuous_lyapunov(a, q, throw=False))
+    a_mixed, q = _mixed_spectrum(rng, 9, False), rng.standard_normal((9, 9))
+    sol = f(a_mixed, q)
+    assert is_result(sol, RESULTS.successful)
+    assert_close(sol.value, scipy_solve("continuous_lyapunov", a_mixed, None, q), rtol=1e-11)
+    assert_small_residual("continuous_lyapunov", a_mixed, a_mixed.T, q, sol.value)
+    # A stable A stays on the iteration: bit for bit its answer (eig would round differently).
+    a_stable, _, _ = ref.problem(rng, "continuous_lyapunov", 9)
+    iteration = jax.jit(lambda a, q: lqo.solve_continuous_lyapunov(a, q, solver=lqo.MatrixSign()))
+    np.testing.assert_array_equal(f(a_stable, q).value, iteration(a_stable, q))
+    # What neither path can solve is reported, not returned as a wrong answer.
     jordan = 0.5 * np.eye(9) + np.diag(np.ones(8), 1)  # defective: no eigenvector basis
-    sol = lqo.solve_continuous_lyapunov(jordan, q, throw=False)
-    assert is_result(sol, RESULTS.eigendecomposition_failed)
-    with pytest.raises(Exception, match="BartelsStewart"):
-        lqo.solve_continuous_lyapunov(jordan, q)
+    assert is_result(f(jordan, q), RESULTS.eigendecomposition_failed)
     singular = np.diag(np.r_[1.0, -1.0, -2.0 * np.ones(7)])  # λ_1 + λ̄_2 = 0
-    assert not is_result(
-        lqo.solve_continuous_lyapunov(singular, q, throw=False), RESULTS.successful
-    )
+    assert not is_result(f(singular, q), RESULTS.successful)
+    # A batch with a stable and an unstable element: each gets its own answer.
+    xs = jax.vmap(f)(jnp.stack([a_stable, a_mixed]), jnp.stack([q, q])).value
+    np.testing.assert_array_equal(xs[0], iteration(a_stable, q))
+    assert_close(xs[1], sol.value, rtol=1e-13)
+    # Reverse mode runs the transposed solve through the same fallback. Reference: the adjoint
+    # equation Aᵀ C̄ + C̄ A = X̄ = 2X and Ā = −(C̄ Xᵀ + C̄ᵀ X) (A appears on both sides), by SciPy.
+    sla = pytest.importorskip("scipy.linalg")
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(lqo.solve_continuous_lyapunov(a, q) ** 2)))(a_mixed)
+    x = sla.solve_continuous_lyapunov(a_mixed, q)
+    c_bar = sla.solve_continuous_lyapunov(a_mixed.T, 2 * x)
+    assert_close(grad, -(c_bar @ x.T + c_bar.T @ x), rtol=1e-11)
+
+
+def test_gpu_default_discrete_sylvester(gpu_dispatch):
+    rng = np.random.default_rng(72)
+    f = jax.jit(lambda a, b, c: lqo.solve_discrete_sylvester(a, b, c))
+    a, b = _mixed_spectrum(rng, 9, True), _mixed_spectrum(rng, 8, True)
+    c = rng.standard_normal((9, 8))
+    x = f(a, b, c)
+    assert_close(x, ref.solve("discrete_sylvester", a, b, c), rtol=1e-11)
+    assert_small_residual("discrete_sylvester", a, b, c, x)
+    a, b, c = ref.problem(rng, "discrete_sylvester", 9, 8)  # stable: doubling, bit for bit
+    np.testing.assert_array_equal(f(a, b, c), solve("discrete_sylvester", a, b, c, "doubling"))
 
 
 def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
@@ -953,12 +946,14 @@ def test_fallback_runs_under_vmap_only_when_some_element_needs_it():
     np.testing.assert_array_equal(nested, [[0.0, 2.0, 2.0]] * 2)
 
 
-@pytest.mark.parametrize("equation, complex_", [("sylvester", True), ("discrete_lyapunov", False)])
-def test_eigendecomposition_solver_agrees_with_scipy(equation, complex_):
+def test_eigendecomposition_solver_agrees_with_scipy():
     rng = np.random.default_rng(73)
-    a, b, c = ref.problem(rng, equation, 6, 4, complex_)
-    x = solve(equation, a, b, c, lqo.Eigendecomposition())
-    assert x.dtype == (np.complex128 if complex_ else np.float64)
-    assert_close(x, scipy_solve(equation, a, b, c), rtol=1e-11)
-    x_diag = solve(equation, np.diag(a).copy(), np.diag(b).copy(), c, lqo.Eigendecomposition())
-    assert_close(x_diag, ref.solve(equation, np.diag(np.diag(a)), np.diag(np.diag(b)), c), 1e-12)
+    a, b, c = ref.problem(rng, "sylvester", 6, 4, True)
+    x = solve("sylvester", a, b, c, lqo.Eigendecomposition())
+    assert x.dtype == np.complex128
+    assert_close(x, scipy_solve("sylvester", a, b, c), rtol=1e-11)
+    # Real coefficients with a diagonal side: a real solution.
+    a, b = a.real, np.diag(b).real.copy()
+    x = solve("discrete_sylvester", a, b, c.real, lqo.Eigendecomposition())
+    assert x.dtype == np.float64
+    assert_close(x, ref.solve("discrete_sylvester", a, np.diag(b), c.real), rtol=1e-11)
