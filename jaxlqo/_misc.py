@@ -11,11 +11,12 @@ def default_float_dtype():
     return jnp.asarray(0.0).dtype
 
 
-def as_inexact_array(x, name: str, caller: str) -> Array:
+def as_inexact_array(x, name: str, caller: str, *, allow_half: bool = True) -> Array:
     """Convert `x` to a JAX array with an inexact dtype.
 
     Integer and boolean arrays are promoted to the default float dtype *before* any arithmetic,
-    so a `uint16` matrix can never overflow. Object and string arrays are rejected.
+    so a `uint16` matrix can never overflow. Object and string arrays are rejected, and with
+    `allow_half=False` so are floats narrower than 32 bits (float16, bfloat16, float8).
     """
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
@@ -24,6 +25,13 @@ def as_inexact_array(x, name: str, caller: str) -> Array:
         x = np.asarray(x)
         dtype = x.dtype
     if jnp.issubdtype(dtype, jnp.inexact):
+        if not allow_half and jnp.finfo(dtype).bits < 32:
+            raise TypeError(
+                f"{caller}: argument `{name}` has dtype {jnp.dtype(dtype).name}; systems need "
+                "float32 or float64 (or complex64 / complex128): in half precision the "
+                "Gramian and h2 computations lose every digit (ε ≈ 1e-3, 8e-3 for bfloat16). "
+                f"Cast it first, e.g. `{name}.astype(jnp.float32)`."
+            )
         return jnp.asarray(x)
     if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
         return jnp.asarray(x, dtype=default_float_dtype())

@@ -5,8 +5,12 @@ impulse response contains `D δ(t)`); in discrete time `D` is the lag-0 Markov p
 counts `‖D‖²_F`. An h2 *error* sees `D − D̂`, so equal feedthroughs cancel exactly.
 """
 
+from typing import NamedTuple
+
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Real
 
 from ._gramians import (
@@ -18,7 +22,7 @@ from ._gramians import (
     solve_gramian_equation,
 )
 from ._matrix_equations._solvers import _separation_ok
-from ._misc import common_inexact_dtype
+from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation, realise
 from ._solution import RESULTS
 from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
@@ -117,6 +121,202 @@ def diagonal_inner_product(s1: DiagonalLQOSystem, s2: DiagonalLQOSystem, horizon
     return value, RESULTS.where(finite, result, RESULTS.nonfinite_input)
 
 
+# --- Accurate error evaluation: the error system's modal sum of squares -------------------
+#
+# The three-term form `‖Σ‖² + ‖Σ̂‖² − 2⟨Σ, Σ̂⟩` subtracts numbers of size ‖Σ‖², so its absolute
+# error is ~ε κ ‖Σ‖² (κ ≈ 1/(1 − ρ²): the kernel `1/(1 − λμ̄)` itself is only known to
+# `ε/|1 − λμ̄|`), and an error `e` is resolved only down to `√(ε κ) ‖Σ‖`. For LTI systems the
+# error system `(diag ν, [b; b̂], [c, −ĉ])` with the modal realisations stacked (poles
+# `ν = [λ; μ]`) is again diagonal, and
+#
+#     J = Σ_k ‖Σ_a c_a b_aᵀ ν_aᵏ‖²_F = Σ_ab ⟨x_a, x_b⟩ K_ab,   K_ab = 1/(1 − ν_a ν̄_b)
+#
+# with `x_a = c_a b_aᵀ` (continuous time: `K_ab = −1/(ν_a + ν̄_b)`). `K` is the Gram matrix of
+# the kernels `1/(1 − ν̄_a z)`, whose Cholesky factor is known in closed form: orthonormalising
+# them in the order `s_1, s_2, …` gives the Takenaka–Malmquist functions, so `K = G Gᴴ` with
+#
+#     G_al = √(1 − |s_l|²) / (1 − ν_a s̄_l) · Π_{i<l} (ν_a − s_i) / (1 − ν_a s̄_i)
+#
+# (continuous: `√(−2 Re s_l) / (−ν_a − s̄_l) · Π_{i<l} (ν_a − s_i) / (ν_a + s̄_i)`), for any
+# order and repeated poles alike (a repeated pole's later factor is 0). Then
+#
+#     J = Σ_l ‖Y_l‖²_F,   Y_l = Σ_a G_al c_a b_aᵀ = C diag(G_:l) B − Ĉ diag(Ĝ_:l) B̂,
+#
+# a sum of squares of the *small* matrices `Y_l`: the rounding error of `√J` is
+# `~ε Σ_a ‖c_a‖‖b_a‖ √K_aa` (ε times the sum of the modes' h2 norms) instead of `√(ε κ) ‖Σ‖`.
+# Every factor of `G` has a relative error of a few ε: `ν_a − s_i` is one rounding of an
+# exact difference, and `1 − ν_a s̄_i` (which cancels for poles near the unit circle) is
+# computed from exact partial products and compensated sums (Dekker; Ogita, Rump, Oishi).
+# Cost `O((n + r)² p m)`, against `O((n + r)² (p + m))` for the three-term form; it is used
+# where `p m ≤ 2 (p + m)`.
+#
+# References: Takenaka (1925), Malmquist (1926); Ninness, Gustafsson, "A unifying construction
+# of orthonormal bases for system identification", IEEE TAC 42 (1997); Dekker (1971); Ogita,
+# Rump, Oishi, "Accurate sum and dot product", SIAM J. Sci. Comput. 26 (2005).
+
+
+class _Modes(NamedTuple):
+    """An LTI realisation in modal coordinates: `y = Σ_a c_a w_a`, `w_a' = ν_a w_a + b_a u`."""
+
+    poles: Array  # (n,) complex
+    b: Array  # (n, m)
+    c: Array  # (p, n)
+    ok: Array  # whether the modal basis is well conditioned (a dense `A`: `κ(V)`)
+
+
+def _split(a: Array) -> tuple[Array, Array]:
+    """`a = high + low`, `high` the leading half of the bits of `a` (a bit mask), `low` the rest.
+
+    Products of halves are then exact (one bit short for `low · low` in float64, an error of
+    `2⁻¹⁰⁶ |a b|`). The split uses integer masking, not Veltkamp's `(c − (c − a))`: XLA may
+    contract a multiply and an add into an FMA, which breaks Veltkamp's split but not this
+    one (every product formed here is exact anyway, so an FMA changes nothing).
+    """
+    finfo = jnp.finfo(a.dtype)
+    uint = {64: jnp.uint64, 32: jnp.uint32}[finfo.bits]
+    dropped = (finfo.nmant + 2) // 2
+    mask = jnp.array(~((1 << dropped) - 1) & ((1 << finfo.bits) - 1), dtype=uint)
+    high = lax.bitcast_convert_type(lax.bitcast_convert_type(a, uint) & mask, a.dtype)
+    return high, a - high
+
+
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """`a + b = s + e` exactly (Knuth), `s = fl(a + b)`."""
+    s = a + b
+    z = s - a
+    return s, (a - (s - z)) + (b - z)
+
+
+def _compensated_sum(terms) -> Array:
+    """`Σ terms` to about ε relative of the result plus `ε² Σ|terms|` (Ogita–Rump–Oishi Sum2)."""
+    total, carry = terms[0], jnp.zeros_like(terms[0])
+    for t in terms[1:]:
+        total, error = _two_sum(total, t)
+        carry = carry + error
+    return total + carry
+
+
+def _exact_products(a: Array, b: Array) -> list[Array]:
+    """Four exactly representable numbers summing to `a b` (to `2⁻¹⁰⁶ |a b|`), largest first."""
+    a1, a2 = _split(a)
+    b1, b2 = _split(b)
+    return [a1 * b1, a1 * b2, a2 * b1, a2 * b2]
+
+
+def _one_minus_products(nu: Array, s: Array) -> Array:
+    """`1 − ν_a s̄_l` for all pairs, to a few ε relative (no cancellation near the unit circle)."""
+    u, v = jnp.real(nu)[:, None], jnp.imag(nu)[:, None]
+    x, y = jnp.real(s)[None, :], jnp.imag(s)[None, :]
+    u, v, x, y = jnp.broadcast_arrays(u, v, x, y)
+    # ν s̄ = (ux + vy) + i(vx − uy): Re(1 − ν s̄) = 1 − ux − vy, Im = uy − vx.
+    ux, vy, uy, vx = (_exact_products(p, q) for p, q in ((u, x), (v, y), (u, y), (v, x)))
+    # The constant 1 behind an optimisation barrier: XLA's simplifier otherwise folds the
+    # compensated sum's `(1 + t) − 1` patterns (seen under jit: 1e-12 relative instead of 0).
+    one = lax.optimization_barrier(jnp.ones_like(u))
+    re = [one] + [-t for pair in zip(ux, vy, strict=True) for t in pair]
+    im = [t for pair in zip(uy, vx, strict=True) for t in (pair[0], -pair[1])]
+    return lax.complex(_compensated_sum(re), _compensated_sum(im))
+
+
+def _malmquist_factor(nu: Array, discrete: bool) -> Array:
+    """`G` with `G Gᴴ = K`, `K_ab = 1/(1 − ν_a ν̄_b)` (continuous: `−1/(ν_a + ν̄_b)`); see above."""
+    den = _one_minus_products(nu, nu) if discrete else -(nu[:, None] + jnp.conj(nu)[None, :])
+    scale = jnp.sqrt(jnp.maximum(jnp.real(jnp.diagonal(den)), 0.0))
+    ratio = (nu[:, None] - nu[None, :]) / den  # Blaschke factors φ_l(ν_a)
+    if not discrete:
+        ratio = -ratio
+    ones = jnp.ones_like(ratio[:, :1])
+    products = jnp.cumprod(jnp.concatenate([ones, ratio[:, :-1]], axis=1), axis=1)
+    return scale.astype(den.dtype)[None, :] * products / den
+
+
+def lti_modes(r: Realisation, *, max_condition=None) -> _Modes:
+    """The modal form of an LTI realisation (a dense `A` by `eig`, which is not differentiated).
+
+    `ok` is false where the eigenvector basis `V` has `κ_F(V)/n > max_condition`
+    (default `ε^(-1/3)`): the modal form is then too inaccurate to improve on the three-term
+    form, which is used instead.
+    """
+    a, b, c = lax.stop_gradient((r.a, r.b, r.c))
+    cdtype = complex_dtype(jnp.result_type(a.dtype))
+    if a.ndim == 1:
+        return _Modes(a.astype(cdtype), b.astype(cdtype), c.astype(cdtype), jnp.array(True))
+    finite = jnp.isfinite(a).all()
+    mu, v = jnp.linalg.eig(jnp.where(finite, a, jnp.zeros_like(a)))
+    v_inv = jnp.linalg.inv(v)
+    cond = jnp.linalg.norm(v) * jnp.linalg.norm(v_inv) / a.shape[0]
+    if max_condition is None:
+        max_condition = jnp.finfo(a.dtype).eps ** (-1 / 3)
+    ok = finite & jnp.isfinite(cond) & (cond <= max_condition)
+    return _Modes(mu, v_inv @ b.astype(cdtype), c.astype(cdtype) @ v, ok)
+
+
+def _mode_residues(modes: _Modes, g: Array, weights=None) -> Array:
+    """`Y_l = Σ_a G_al c_a b_aᵀ` for the rows `g` (n, N) of `G` that belong to `modes`."""
+    b = modes.b if weights is None else weights[:, None] * modes.b
+    t = jnp.einsum("pa,al->pla", modes.c, g)
+    return jnp.einsum("pla,aq->lpq", t, b)
+
+
+def accurate_error_squared(f: _Modes, g: _Modes, discrete: bool, horizon) -> Array:
+    """`‖Σ − Σ̂‖²` (no feedthrough) of two LTI systems in modal form, as a sum of squares.
+
+    With a horizon, `J_L = J(E) − J(E_L)`, `E_L` the error system started at lag `L` (inputs
+    `b_a → ν_aᴸ b_a`, continuous: `e^{ν_a T} b_a`): both terms are accurate sums of squares.
+    Valid for stable systems only (the caller falls back otherwise).
+    """
+    dtype = common_inexact_dtype(f.poles, g.poles, f.b, g.b, f.c, g.c)
+    f = _Modes(*(x.astype(dtype) for x in f[:3]), f.ok)
+    g = _Modes(*(x.astype(dtype) for x in g[:3]), g.ok)
+    nu = jnp.concatenate([f.poles, g.poles])
+    factor = _malmquist_factor(nu, discrete)
+    n = f.poles.shape[0]
+    rows_f, rows_g = factor[:n], factor[n:]
+    # Y = Y_fom − Y_rom from two separate sums, so that identical systems give exactly 0.
+    y = _mode_residues(f, rows_f) - _mode_residues(g, rows_g)
+    squared = jnp.sum(jnp.real(y) ** 2 + jnp.imag(y) ** 2)
+    if horizon is not None:
+
+        def shift(p):
+            return p**horizon if discrete else jnp.exp(p * horizon)
+
+        tail = _mode_residues(f, rows_f, shift(f.poles)) - _mode_residues(g, rows_g, shift(g.poles))
+        squared = squared - jnp.sum(jnp.real(tail) ** 2 + jnp.imag(tail) ** 2)
+    return squared
+
+
+def _accurate_by_default(fom: AbstractSystem, rom: AbstractSystem, accurate, caller: str) -> bool:
+    """Static dispatch: the sum-of-squares form for LTI pairs where its cost is moderate.
+
+    `accurate=None`: used when both are LTI, `p m ≤ 2 (p + m)` (at most twice the cost of the
+    three-term form: any single-input or single-output pair, up to 4 × 4), and (for a dense
+    system) on the CPU, where `eig` is available. `True` forces it for any LTI pair.
+    """
+    lti = fom.is_lti and rom.is_lti
+    dense = isinstance(fom, LQOSystem) or isinstance(rom, LQOSystem)
+    if accurate is None:
+        small = fom.p * fom.m <= 2 * (fom.p + fom.m)
+        return lti and small and (not dense or jax.default_backend() == "cpu")
+    if not isinstance(accurate, bool):
+        raise TypeError(f"{caller}: `accurate` must be None, True or False; got {accurate!r}.")
+    if accurate and not lti:
+        raise ValueError(
+            f"{caller}: `accurate=True` is implemented for LTI systems (no quadratic output); "
+            "pass `accurate=None` or `False` for LQO systems."
+        )
+    return accurate
+
+
+def with_accurate_value(three_term: Array, accurate_value: Array, ok: Array) -> Array:
+    """The three-term value and gradient, its value replaced by `accurate_value` where `ok`.
+
+    The gradient is that of the three-term form (an explicit, differentiable expression; its
+    rounding error is relative to `‖Σ‖ e`, not to `e²`), the value the accurate one.
+    """
+    target = jnp.where(ok, lax.stop_gradient(accurate_value), lax.stop_gradient(three_term))
+    return three_term + (target - lax.stop_gradient(three_term))
+
+
 def _feedthrough_term(d: Array, discrete: bool) -> Array:
     """`‖D‖²_F` in discrete time; in continuous time 0 if `D = 0` and `inf` otherwise."""
     squared = jnp.sum(d * d)
@@ -167,7 +367,7 @@ def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Ar
     """
     caller = "h2_norm"
     check_system(sys, caller)
-    horizon = check_horizon(horizon, sys.is_discrete, caller)
+    horizon = check_horizon(infinite_horizon_as_none(horizon), sys.is_discrete, caller)
     if _is_lti_diagonal(sys):
         value, result = diagonal_inner_product(sys, sys, horizon)
         squared = value + _feedthrough_term(sys.D, sys.is_discrete)
@@ -213,11 +413,31 @@ def _fom_self_term(fom: AbstractSystem, fom_norm_squared) -> Array:
     return squared - jnp.sum(d * d) if fom.is_discrete else squared
 
 
-def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None):
+def infinite_horizon_as_none(horizon):
+    """`horizon=inf` (a Python or NumPy float) means the infinite horizon, `None`."""
+    if isinstance(horizon, (float, np.floating)) and horizon == np.inf:
+        return None
+    return horizon
+
+
+def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=None):
     """`(‖Σ − Σ̂‖²_h2, result, both stable)`: the building block of [`jaxlqo.h2_error`][]."""
     caller = "h2_error"
     _check_pair(fom, rom, caller)
-    horizon = check_horizon(horizon, fom.is_discrete, caller)
+    horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
+    squared, result, stable = _three_term_error_squared(fom, rom, horizon, fom_norm_squared)
+    if _accurate_by_default(fom, rom, accurate, caller):
+        f, g = lti_modes(realise(fom, caller)), lti_modes(realise(rom, caller))
+        value = accurate_error_squared(f, g, fom.is_discrete, horizon)
+        squared = with_accurate_value(squared, value, f.ok & g.ok & stable)
+    d_err = fom.D - rom.D.astype(fom.D.dtype)
+    squared = jnp.maximum(squared, 0.0) + _feedthrough_term(d_err, fom.is_discrete)
+    return squared, result, stable
+
+
+def _three_term_error_squared(fom, rom, horizon, fom_norm_squared):
+    """`‖Σ‖² + ‖Σ̂‖² − 2⟨Σ, Σ̂⟩` without feedthrough (not clipped), result, both stable."""
+    caller = "h2_error"
     if _is_lti_diagonal(fom) and _is_lti_diagonal(rom):
         # Fast path: closed forms, `O((m + p) n r)`, never a Gramian (see diagonal_inner_product).
         pairs = ((fom, fom),) if fom_norm_squared is None else ()
@@ -226,8 +446,6 @@ def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None):
         terms, results = [o[0] for o in outs], [o[1] for o in outs]
         fom_term = terms[0] if fom_norm_squared is None else _fom_self_term(fom, fom_norm_squared)
         squared = fom_term + terms[-2] - 2 * terms[-1]
-        d_err = fom.D - rom.D.astype(fom.D.dtype)
-        squared = jnp.maximum(squared, 0.0) + _feedthrough_term(d_err, fom.is_discrete)
         stable = is_stable_matrix(fom.poles, fom.is_discrete)
         stable = stable & is_stable_matrix(rom.poles, rom.is_discrete)
         return squared, first_failure(*results), stable
@@ -244,7 +462,6 @@ def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None):
         results.append(res)
     fom_term = terms[0] if fom_norm_squared is None else _fom_self_term(fom, fom_norm_squared)
     squared = fom_term + terms[-2] - 2 * terms[-1]
-    squared = jnp.maximum(squared, 0.0) + _feedthrough_term(r1.d - r2.d.astype(r1.d.dtype), r1.discrete)
     stable = is_stable_matrix(r1.a, r1.discrete) & is_stable_matrix(r2.a, r2.discrete)
     return squared, first_failure(*results), stable
 
@@ -256,6 +473,7 @@ def h2_error(
     horizon=None,
     throw: bool = True,
     fom_norm_squared=None,
+    accurate=None,
 ):
     r"""The h2 norm of the error system, $\|\Sigma - \hat\Sigma\|_{h_2}$ (METHOD.md §4).
 
@@ -299,8 +517,9 @@ def h2_error(
             lambda f, r, n2: lqo.h2_error(f, r, fom_norm_squared=n2) ** 2)(foms, roms, norms2))
         ```
     """
+    horizon = infinite_horizon_as_none(horizon)
     squared, result, stable = h2_error_squared(
-        fom, rom, horizon=horizon, fom_norm_squared=fom_norm_squared
+        fom, rom, horizon=horizon, fom_norm_squared=fom_norm_squared, accurate=accurate
     )
     return _finish(_safe_sqrt(squared), result, stable, horizon, throw, (fom, rom))
 

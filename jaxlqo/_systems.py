@@ -157,11 +157,11 @@ class LQOSystem(AbstractSystem):
 
     def __init__(self, A, B, C, M=None, D=None, *, dt=None):
         caller = "LQOSystem"
-        A = as_inexact_array(A, "A", caller)
-        B = as_inexact_array(B, "B", caller)
-        C = as_inexact_array(C, "C", caller)
-        M = None if M is None else as_inexact_array(M, "M", caller)
-        D = None if D is None else as_inexact_array(D, "D", caller)
+        A = as_inexact_array(A, "A", caller, allow_half=False)
+        B = as_inexact_array(B, "B", caller, allow_half=False)
+        C = as_inexact_array(C, "C", caller, allow_half=False)
+        M = None if M is None else as_inexact_array(M, "M", caller, allow_half=False)
+        D = None if D is None else as_inexact_array(D, "D", caller, allow_half=False)
         # Shapes are checked here, before any arithmetic that would broadcast them wrongly.
         check_shape(A, (None, None), "A", caller, "(n, n)")
         n = A.shape[0]
@@ -248,14 +248,14 @@ class DiagonalLQOSystem(AbstractSystem):
 
     def __init__(self, poles, B, C, D=None, *, F=None, G=None, dt):
         caller = "DiagonalLQOSystem"
-        poles = as_inexact_array(poles, "poles", caller)
-        B = as_inexact_array(B, "B", caller)
-        C = as_inexact_array(C, "C", caller)
-        D = None if D is None else as_inexact_array(D, "D", caller)
+        poles = as_inexact_array(poles, "poles", caller, allow_half=False)
+        B = as_inexact_array(B, "B", caller, allow_half=False)
+        C = as_inexact_array(C, "C", caller, allow_half=False)
+        D = None if D is None else as_inexact_array(D, "D", caller, allow_half=False)
         if (F is None) != (G is None):
             raise ValueError(f"{caller}: pass both `F` and `G` (the quadratic readout) or neither.")
-        F = None if F is None else as_inexact_array(F, "F", caller)
-        G = None if G is None else as_inexact_array(G, "G", caller)
+        F = None if F is None else as_inexact_array(F, "F", caller, allow_half=False)
+        G = None if G is None else as_inexact_array(G, "G", caller, allow_half=False)
         check_shape(poles, (None,), "poles", caller, "(n,)")
         n = poles.shape[0]
         _check_orientation(B, C, n, "poles", caller)

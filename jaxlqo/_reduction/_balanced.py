@@ -1,5 +1,7 @@
 """Square-root balanced truncation for LTI and LQO systems, infinite and time-limited."""
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
@@ -13,7 +15,7 @@ from .._gramians import (
     realisation_gramians,
     systems_are_finite,
 )
-from .._norms import h2_error_squared
+from .._norms import h2_error_squared, infinite_horizon_as_none
 from .._realisation import Realisation, realise
 from .._solution import RESULTS
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
@@ -148,7 +150,9 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     """
     caller = "balanced_truncation"
     check_system(sys, caller)
-    horizon = check_horizon(horizon, sys.is_discrete, caller)
+    horizon = check_horizon(infinite_horizon_as_none(horizon), sys.is_discrete, caller)
+    if isinstance(r, numbers.Integral) and not isinstance(r, bool):
+        r = int(r)  # a NumPy integer is fine; it must be static
     if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= sys.n:
         raise ValueError(
             f"{caller}: `r` must be an int with 1 ≤ r ≤ n = {sys.n} (the order of `sys`); got "

@@ -7,6 +7,9 @@ modes `w_i = u_i x̂` (`u_i` the rows of `V⁻¹`). A conjugate pair `(μ, μ̄)
 complex state with a real pole whose output `Re(c w) = c w` (`v u` is a real projector).
 """
 
+import numbers
+
+import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array
@@ -45,7 +48,19 @@ def quadratic_factors(m_real: Array, r: int):
     return f, s[..., None].astype(f.dtype) * f
 
 
-def modal_form(sys: LQOSystem, r: int):
+def eigenbasis_is_ill_conditioned(v: Array, v_inv: Array) -> Array:
+    """Whether `κ(V) ≈ ‖V‖_F ‖V⁻¹‖_F / n` exceeds `1/√ε` (or `V⁻¹` is not finite).
+
+    The modal form then represents `A + E` with `‖E‖ ≈ ε κ(V) ‖A‖` instead of `A`: beyond
+    `1/√ε`, half the digits (for a Jordan block, all of them) are lost.
+    """
+    n = v.shape[0]
+    cond = jnp.linalg.norm(v) * jnp.linalg.norm(v_inv) / n
+    limit = 1 / jnp.sqrt(jnp.finfo(v.dtype).eps)
+    return ~jnp.isfinite(cond) | (cond > limit)
+
+
+def modal_form(sys: LQOSystem, r: int, *, check: bool = False):
     """The complex-diagonal form of a real dense system on `r` slots, with its structure.
 
     Returns `(diag, is_pair, alive, realified)`: `diag` keeps the `r` most dominant modes (a conjugate
@@ -55,11 +70,22 @@ def modal_form(sys: LQOSystem, r: int):
     `realified` (n, 2r) maps the modal state to the original one, `x̂ = S [Re w; Im w]`, so a
     real readout row `q` of `x̂` becomes the complex row `real_rows_to_complex(q S, r)`.
     Exact (same transfer function up to rounding) when all modes fit in `r` slots.
-    Uses `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`).
+    Uses `jnp.linalg.eig` (CPU; GPU where jaxlib provides `eig`). With `check`, an
+    ill-conditioned eigenvector basis (`eigenbasis_is_ill_conditioned`: a defective or nearly
+    defective `A`) raises instead of returning a meaningless modal form.
     """
     a = sys.A
     mu, v = jnp.linalg.eig(a)
     u = jnp.linalg.inv(v)
+    if check:
+        u = eqx.error_if(
+            u,
+            eigenbasis_is_ill_conditioned(v, u),
+            "modal_truncation: the eigenvector basis of `sys.A` is ill-conditioned (κ(V) > 1/√ε: "
+            "`A` is defective or nearly so, e.g. a Jordan block), so no accurate modal form "
+            "exists. Use `lqo.balanced_truncation(sys, r)` instead (it needs no "
+            "eigenvectors of `A`).",
+        )
     # Exactly real, as LAPACK returns them: a (nearly) repeated real eigenvalue may come as a
     # conjugate pair with tiny imaginary parts, whose eigenvectors are not real up to a phase.
     is_real = jnp.imag(mu) == 0
@@ -111,17 +137,21 @@ def modal_truncation(sys, r: int) -> DiagonalLQOSystem:
     (continuous: $\sqrt{2|\mathrm{Re}\,\lambda_i|}$). A [`jaxlqo.DiagonalLQOSystem`][] keeps
     `r` of its complex states. A real dense system is first brought to modal form
     (`jnp.linalg.eig`); a conjugate pair is one complex state, so the result is a
-    `DiagonalLQOSystem` with `r` complex states (real McMillan degree ≤ 2r).
+    `DiagonalLQOSystem` with `r` complex states (real McMillan degree ≤ 2r). A defective or
+    nearly defective `A` (eigenvector basis with `κ(V) > 1/√ε`, e.g. a Jordan block) has no
+    accurate modal form: it raises, suggesting [`jaxlqo.balanced_truncation`][].
 
     **Arguments:**
 
     - `sys`: a [`jaxlqo.DiagonalLQOSystem`][] or a real [`jaxlqo.LQOSystem`][].
     - `r`: the number of (complex) states to keep.
     """
-    if not isinstance(r, int) or r < 1:
+    if isinstance(r, numbers.Integral) and not isinstance(r, bool):
+        r = int(r)
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"modal_truncation: `r` must be a positive int; got {r!r}.")
     if isinstance(sys, LQOSystem):
-        return diagonalise(sys, r)
+        return modal_form(sys, r, check=True)[0]
     if r > sys.n:
         raise ValueError(f"modal_truncation: `r` = {r} exceeds the order n = {sys.n}.")
     quad_cols = None

@@ -12,6 +12,8 @@ the optimiser can drift to an unstable model: [`jaxlqo.tlh2`][] (the literature'
 unconstrained dense matrices) is kept as a baseline to show it.
 """
 
+import math
+import numbers
 from typing import Optional
 
 import equinox as eqx
@@ -29,14 +31,19 @@ from .._gramians import (
     solve_gramian_equation,
 )
 from .._matrix_equations import BartelsStewart
-from .._misc import complex_dtype
+from .._misc import complex_dtype, default_float_dtype
 from .._norms import (
+    _accurate_by_default,
     _check_pair,
     _feedthrough_term,
     _safe_sqrt,
+    accurate_error_squared,
     diagonal_inner_value,
     h2_error_squared,
     h2_inner_product,
+    infinite_horizon_as_none,
+    lti_modes,
+    with_accurate_value,
 )
 from .._realisation import Realisation, realise
 from .._solution import RESULTS, Solution
@@ -109,15 +116,15 @@ def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
     )
 
 
-def _initial(fom, r: int, horizon, init) -> tuple[DiagonalLQOSystem, Array, Array]:
-    """The initial modal model, its `is_pair` flags and its `alive` slots (see `modal_form`)."""
+def _initial(fom, r: int, horizon, init):
+    """The initial model (BT by default), its modal form, `is_pair` flags and `alive` slots."""
     if init is None:
         init, _ = balanced_truncation(fom, r, horizon=horizon)
     if isinstance(init, LQOSystem):
         diag, is_pair, alive, _ = modal_form(init, init.n)
-        return diag, is_pair.astype(diag.B.real.dtype), alive
+        return init, diag, is_pair.astype(diag.B.real.dtype), alive
     if isinstance(init, DiagonalLQOSystem):
-        return init, jnp.ones(init.n, init.B.real.dtype), jnp.ones(init.n, bool)
+        return init, init, jnp.ones(init.n, init.B.real.dtype), jnp.ones(init.n, bool)
     raise TypeError(f"reduce: `init` must be None or a jaxlqo system; got {type(init).__name__}.")
 
 
@@ -167,12 +174,31 @@ def _quadratic_part(r: Realisation) -> Realisation:
     return r._replace(c=jnp.zeros_like(r.c), d=jnp.zeros_like(r.d))
 
 
-def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, split=None):
+def _accurate_value(fom_modes, value, rom: DiagonalLQOSystem, weight_factor, horizon):
+    """The three-term `value` with the value (not the gradient) of the accurate error form.
+
+    `fom_modes` (the weighted fom in modal form, computed once) is `None` where the accurate
+    form is not used (see `_norms._accurate_by_default`). The best-iterate rule and the
+    reported objective then see the error to a few ε of its modes' norms, not to `√(ε κ) ‖Σ‖`.
+    """
+    if fom_modes is None:
+        return value
+    rom_modes = lti_modes(_weighted(realise(rom, "reduce"), weight_factor))
+    accurate = accurate_error_squared(fom_modes, rom_modes, rom.is_discrete, horizon)
+    stable = is_stable_matrix(lax.stop_gradient(rom.poles), rom.is_discrete)
+    ok = fom_modes.ok & rom_modes.ok & stable
+    return with_accurate_value(value, accurate, ok)
+
+
+def _error_objective(
+    fom_r: Realisation, solver, horizon, weight_factor, d, dt, split=None, fom_modes=None
+):
     """The objective over modal parameters, with the constant `⟨Σ,Σ⟩` computed once.
 
     Joint (`split=None`): `J = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²`. Split (`split=(w₁, w₂)`):
     `w₁ ‖Σ₁ − Σ̂₁‖ + w₂ ‖Σ₂ − Σ̂₂‖` over the linear and quadratic parts, which share the
-    Gramians `X`, `P̂` and differ only in their readouts.
+    Gramians `X`, `P̂` and differ only in their readouts. With `fom_modes` (LTI, joint) the
+    value is the accurate one (`_accurate_value`).
     """
     rhs = fom_r.b @ fom_r.b.conj().T
     p, _ = solve_gramian_equation(fom_r.a, fom_r.a, rhs, fom_r.discrete, horizon, same=False)
@@ -181,7 +207,8 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
     feedthrough = _feedthrough_term(fom_r.d - d, fom_r.discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
-        rom_r = _weighted(realise(params.system(d, dt), "reduce"), weight_factor)
+        rom = params.system(d, dt)
+        rom_r = _weighted(realise(rom, "reduce"), weight_factor)
         # `B B̂ᴴ` is complex even for a real fom (off CPU it is not in Schur coordinates).
         cross = fom_r.b.astype(rom_r.b.dtype) @ rom_r.b.conj().T
         x, _ = solve_gramian_equation(
@@ -195,6 +222,8 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
         for part, fom_norm in zip(parts, fom_norms):
             f, g = part(fom_r), part(rom_r)
             value = fom_norm + h2_inner_product(g, g, p_hat) - 2 * h2_inner_product(f, g, x)
+            if split is None:
+                value = _accurate_value(fom_modes, value, rom, weight_factor, horizon)
             squared.append(jnp.maximum(value, 0.0))
         if split is None:
             return squared[0] + feedthrough
@@ -203,7 +232,7 @@ def _error_objective(fom_r: Realisation, solver, horizon, weight_factor, d, dt, 
     return objective
 
 
-def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt):
+def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt, accurate=False):
     """The joint objective for an LTI diagonal `fom`, by closed forms (no realisation, no solve).
 
     `J = ⟨Σ,Σ⟩ + ⟨Σ̂,Σ̂⟩ − 2⟨Σ,Σ̂⟩ + ‖D − D̂‖²` with every inner product the closed form of
@@ -213,24 +242,42 @@ def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt):
     (tests/test_reduction.py compares them, gradients included).
     """
     fom = with_input_factor(fom, weight_factor)
+    fom_modes = None
+    if accurate:
+        fom_modes = lti_modes(realise(fom, "reduce"))
+        stable = is_stable_matrix(fom.poles, fom.is_discrete)
+        fom_modes = fom_modes._replace(ok=fom_modes.ok & stable)
     fom_norm = diagonal_inner_value(fom, fom, horizon)
     feedthrough = _feedthrough_term(fom.D - d, fom.is_discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
-        rom = with_input_factor(params.system(d, dt), weight_factor)
+        unweighted = params.system(d, dt)
+        rom = with_input_factor(unweighted, weight_factor)
         value = fom_norm + diagonal_inner_value(rom, rom, horizon)
         value = value - 2 * diagonal_inner_value(fom, rom, horizon)
+        value = _accurate_value(fom_modes, value, unweighted, weight_factor, horizon)
         return jnp.maximum(value, 0.0) + feedthrough
 
     return objective
 
 
-def _objective(fom, horizon, weight_factor, d, dt, split=None):
-    """The reduction objective over modal parameters: closed forms when both sides allow."""
+def _objective(fom, horizon, weight_factor, d, dt, split=None, accurate=False):
+    """The reduction objective over modal parameters: closed forms when both sides allow.
+
+    `accurate` (static): take the value from the error system's sum of squares
+    (`_norms.accurate_error_squared`) for LTI pairs with few inputs and outputs.
+    """
+    accurate = accurate and split is None and fom.is_lti
     if isinstance(fom, DiagonalLQOSystem) and fom.F is None and split is None:
-        return _diagonal_objective(fom, horizon, weight_factor, d, dt)
-    fom_r, solver = _schur_coordinates(_weighted(realise(fom, "reduce"), weight_factor))
-    return _error_objective(fom_r, solver, horizon, weight_factor, d, dt, split)
+        return _diagonal_objective(fom, horizon, weight_factor, d, dt, accurate)
+    fom_r = _weighted(realise(fom, "reduce"), weight_factor)
+    fom_modes = None
+    if accurate:
+        fom_modes = lti_modes(fom_r)
+        stable = is_stable_matrix(fom_r.a, fom_r.discrete)
+        fom_modes = fom_modes._replace(ok=fom_modes.ok & stable)
+    fom_r, solver = _schur_coordinates(fom_r)
+    return _error_objective(fom_r, solver, horizon, weight_factor, d, dt, split, fom_modes)
 
 
 def _minimise(objective, params, max_steps: int, tol: float):
@@ -270,6 +317,10 @@ def _minimise(objective, params, max_steps: int, tol: float):
     history = history.at[steps].set(value)
     gnorm = optax.tree.norm(best_grad)
     converged = gnorm <= tol * gnorm0
+    # The loop also stops at a NaN / inf objective or gradient (e.g. an overflowing step): a
+    # failure of its own, never "max_steps reached"; the best finite iterate is returned.
+    finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad)) & jnp.isfinite(gnorm0)
+    finite = finite & jnp.isfinite(value0)
     stats = {
         "objective_history": history,
         "initial_objective": value0,
@@ -278,16 +329,72 @@ def _minimise(objective, params, max_steps: int, tol: float):
         "initial_grad_norm": gnorm0,
         "steps": steps,
     }
-    return best, converged, stats
+    return best, converged, finite, stats
+
+
+def _result(converged, finite) -> RESULTS:
+    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    return RESULTS.where(finite, result, RESULTS.nonfinite_objective)
 
 
 def _weight_factor(weight, m: int):
+    """`W^{1/2}` of a real symmetric positive semidefinite `(m, m)` input weight, validated.
+
+    An indefinite or non-symmetric `W` is not a covariance: its square root would silently drop
+    (clip) the negative part, and `W = −I` would make every model optimal with objective 0.
+    """
+    caller = "reduce"
     if weight is None:
         return None
     weight = jnp.asarray(weight)
     if weight.shape != (m, m):
-        raise ValueError(f"reduce: `weight` must be an (m, m) = ({m}, {m}) matrix; got {weight.shape}.")
+        raise ValueError(
+            f"{caller}: `weight` must be an (m, m) = ({m}, {m}) matrix; got {weight.shape}."
+        )
+    if jnp.issubdtype(weight.dtype, jnp.integer) or jnp.issubdtype(weight.dtype, jnp.bool_):
+        weight = weight.astype(default_float_dtype())
+    if not jnp.issubdtype(weight.dtype, jnp.floating):
+        raise TypeError(
+            f"{caller}: `weight` must be a real symmetric positive semidefinite matrix; got dtype "
+            f"{weight.dtype}."
+        )
+    w = lax.stop_gradient(weight)
+    scale = jnp.max(jnp.abs(w))
+    tol = 100 * jnp.finfo(w.dtype).eps * m * scale
+    asymmetry = jnp.max(jnp.abs(w - w.T))
+    lowest = jnp.linalg.eigvalsh(0.5 * (w + w.T))[0]
+    finite = jnp.isfinite(w).all()
+    if not isinstance(w, jax.core.Tracer):
+        problem = None
+        if not bool(finite):
+            problem = "it contains NaN or inf"
+        elif float(asymmetry) > float(tol):
+            problem = f"it is not symmetric (max |W − Wᵀ| = {float(asymmetry):.3g})"
+        elif float(lowest) < -float(tol):
+            problem = f"it is indefinite (smallest eigenvalue {float(lowest):.3g})"
+        elif float(scale) == 0:
+            problem = "it is zero (every model would be optimal)"
+        if problem is not None:
+            raise ValueError(
+                f"{caller}: `weight` must be a real symmetric positive semidefinite (m, m) "
+                f"matrix, e.g. an input covariance; {problem}. Pass `weight=None` for white "
+                "inputs."
+            )
+    bad = ~finite | (asymmetry > tol) | (lowest < -tol) | (scale == 0)
+    message = f"{caller}: `weight` must be finite, symmetric, positive semidefinite and nonzero."
+    weight = eqx.error_if(weight, bad, message)
     return jnp.real(psd_sqrt_factor(weight))
+
+
+def _check_steps(max_steps, tol, caller: str) -> tuple[int, float]:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
+        raise ValueError(
+            f"{caller}: `max_steps` must be an int ≥ 0 (the number of L-BFGS steps; 0 returns the "
+            f"initial model); got {max_steps!r}."
+        )
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < math.inf):
+        raise ValueError(f"{caller}: `tol` must be a finite number ≥ 0; got {tol!r}.")
+    return int(max_steps), float(tol)
 
 
 def reduce(
@@ -344,14 +451,17 @@ def reduce(
     """
     caller = "reduce"
     check_system(fom, caller, "fom")
-    if not isinstance(r, int) or r < 1:
+    if isinstance(r, numbers.Integral) and not isinstance(r, bool):
+        r = int(r)  # a NumPy integer is fine; it must be static
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         raise ValueError(f"{caller}: `r` must be a positive int; got {r!r}.")
     if r > fom.n:
         raise ValueError(
             f"{caller}: `r` = {r} exceeds the order of `fom` (n = {fom.n}); a reduced model has "
             "1 ≤ r ≤ n states (r = n reproduces `fom`)."
         )
-    horizon = check_horizon(horizon, fom.is_discrete, caller)
+    horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
+    max_steps, tol = _check_steps(max_steps, tol, caller)
     if init is not None:
         _check_pair(fom, init, caller)
         _check_init_order(fom, init, r, caller)
@@ -367,16 +477,40 @@ def reduce(
 def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     # Compiled once per shapes and static settings: a second call does not re-trace.
     caller = "reduce"
-    rom0, is_pair, alive = _initial(fom, r, horizon, init)
+    start, rom0, is_pair, alive = _initial(fom, r, horizon, init)
     _check_pair(fom, rom0, caller)
     params0 = parameters_from(rom0, is_pair)
-    objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split)
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    accurate = _accurate_by_default(fom, rom0, None, caller)
+    objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split, accurate)
+    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
         rom = _to_real_order(rom, is_pair, alive, r)
-    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+        start = start.to_dense()  # a diagonal `init` of real order r
+    if split is None:
+        rom, stats = _no_worse_than_start(fom, start, rom, factor, horizon, stats)
+    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
+
+
+def _no_worse_than_start(fom, start, rom, factor, horizon, stats):
+    """`rom`, or the starting model itself where that is stable and not worse.
+
+    The optimiser's start is the modal *parameterisation* of `start` (`ν = log(−log|μ|)`, …),
+    whose round trip perturbs lightly damped poles by `~ε/(1 − |μ|)`: at errors near the
+    rounding floor that alone can make the "best iterate" worse than `start`. So both are
+    compared by the accurate error of the actual models, and `stats["initial_objective"]`,
+    `stats["objective"]` report those errors (squared, weighted, with `‖D − D̂‖²`).
+    """
+    weighted = [with_input_factor(s, factor) for s in (fom, start, rom)]
+    j_start = h2_error_squared(weighted[0], weighted[1], horizon=horizon)[0]
+    j_rom = h2_error_squared(weighted[0], weighted[2], horizon=horizon)[0]
+    a = start.poles if isinstance(start, DiagonalLQOSystem) else start.A
+    stable = is_stable_matrix(a, start.is_discrete)
+    keep = stable & jnp.isfinite(j_start) & ~(j_rom < j_start)  # a NaN `j_rom` keeps `start`
+    rom = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a.astype(b.dtype), b), start, rom)
+    stats = dict(stats, initial_objective=j_start, objective=jnp.where(keep, j_start, j_rom))
+    return rom, stats
 
 
 def _to_real_order(rom: DiagonalLQOSystem, is_pair: Array, alive: Array, r: int) -> LQOSystem:
@@ -431,9 +565,10 @@ def tlh2(
     References: Sakamoto, Sato, arXiv 2601.08372 (TLH2); Goyal, Redmann (2019).
     """
     caller = "tlh2"
-    horizon = check_horizon(horizon, fom.is_discrete, caller)
+    horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     if horizon is None:
         raise ValueError(f"{caller}: `horizon` is required (use lqo.reduce for infinite horizon).")
+    max_steps, tol = _check_steps(max_steps, tol, caller)
     order = 2 * r if isinstance(fom, DiagonalLQOSystem) else r
     if init is not None:
         expected = DiagonalLQOSystem if isinstance(fom, DiagonalLQOSystem) else LQOSystem
@@ -461,10 +596,10 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
         rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
         return h2_error_squared(fom, rom, horizon=horizon)[0]
 
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
     rom = LQOSystem(*best, init.D, dt=init.dt)
     stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
-    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
 
 
@@ -475,9 +610,10 @@ def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -
     params0 = ModalParameters(
         jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False
     )
-    objective = _objective(fom, horizon, None, rom0.D, rom0.dt)
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    accurate = _accurate_by_default(fom, rom0, None, "tlh2")
+    objective = _objective(fom, horizon, None, rom0.D, rom0.dt, accurate=accurate)
+    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)
-    result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
+    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
