@@ -224,26 +224,11 @@ def test_s5_export_options(rng):
 # ---------------------------------------------------------------- bidirectional layers
 
 
-def test_bidirectional_every_reduction_method(rng):
-    params = s5_params(rng, "C1C2")
-    sys = ssm.system_from_s5(params)
+def _check_bidirectional_reduction(params, sys, roms, u):
+    """Each reduced stacked system: one (λ̂, B̂), the error of both directions, S5 runs it."""
     forward, backward = ssm.split_directions(sys)
-    np.testing.assert_allclose(  # the bidirectional h2 norm is that of the map S5 runs
-        float(ssm.bidirectional_h2_norm(sys)) ** 2,
-        _impulse_energy(s5_forward, params),
-        rtol=1e-9,
-    )
-    bt = _bt(sys)  # lqo.balanced_truncation, compiled (see _bt)
-    roms = {
-        "balanced_truncation": bt,
-        "modal_truncation": lqo.modal_truncation(sys, 2),
-        "reduce": lqo.reduce(sys, 2, init=bt, max_steps=5).value,
-        "tlh2": lqo.tlh2(sys, 2, horizon=3 * L, init=bt, max_steps=5).value,
-    }
-    u = rng.normal(size=(L, H))
     for name, rom in roms.items():
         assert rom.n == 2 and rom.p == 2 * H and bool(lqo.is_stable(rom)), name
-        # One shared (λ̂, B̂); the stacked error is the two directions' errors together.
         stacked = float(h2_error(sys, rom))
         f, b = ssm.split_directions(rom)
         both = float(h2_error(forward, f)) ** 2 + float(h2_error(backward, b)) ** 2
@@ -257,6 +242,32 @@ def test_bidirectional_every_reduction_method(rng):
         np.testing.assert_allclose(
             float(ssm.bidirectional_h2_error(sys, layer)) ** 2, energy, rtol=1e-6, err_msg=name
         )
+
+
+@pytest.fixture(scope="module")
+def bidirectional():
+    params = s5_params(np.random.default_rng(1), "C1C2")
+    sys = ssm.system_from_s5(params)
+    return params, sys, _bt(sys)  # lqo.balanced_truncation, compiled (see _bt)
+
+
+def test_bidirectional_truncations(rng, bidirectional):
+    params, sys, bt = bidirectional
+    np.testing.assert_allclose(  # the bidirectional h2 norm is that of the map S5 runs
+        float(ssm.bidirectional_h2_norm(sys)) ** 2, _impulse_energy(s5_forward, params), rtol=1e-9
+    )
+    roms = {"balanced_truncation": bt, "modal_truncation": lqo.modal_truncation(sys, 2)}
+    _check_bidirectional_reduction(params, sys, roms, rng.normal(size=(L, H)))
+
+
+@pytest.mark.slow  # two L-BFGS compilations (~40 s of CPU on 2 cores); run by CI
+def test_bidirectional_optimising_reducers(rng, bidirectional):
+    params, sys, bt = bidirectional
+    roms = {
+        "reduce": lqo.reduce(sys, 2, init=bt, max_steps=5).value,
+        "tlh2": lqo.tlh2(sys, 2, horizon=3 * L, init=bt, max_steps=5).value,
+    }
+    _check_bidirectional_reduction(params, sys, roms, rng.normal(size=(L, H)))
 
 
 def test_simulate_bidirectional_is_forward_plus_reversed_backward(rng):
@@ -311,6 +322,11 @@ def test_lru_export_phases_and_errors(rng):
     bidirectional = ssm.system_from_s5(s5_params(rng, "C1C2"))
     with pytest.raises(ValueError, match="system_to_s5"):
         ssm.system_to_lru(bidirectional)
+    # float32 parameters stay float32 (to float32 rounding).
+    single = {k: v.astype(np.float32) for k, v in lru_params(rng).items()}
+    out = ssm.system_to_lru(ssm.system_from_lru(single))
+    assert all(v.dtype == np.float32 for v in out.values())
+    np.testing.assert_allclose(lru_forward(out, u), lru_forward(single, u), atol=1e-4)
 
 
 # ---------------------------------------------------------------- whole models
@@ -391,16 +407,11 @@ def test_compress_lru_whole_model(rng):
             "layers_1": {"seq": lru_params(rng, False)},
         }
     }
-    tree["encoder"]["layers_1"]["seq"] = {
-        k: v.astype(np.float32) for k, v in tree["encoder"]["layers_1"]["seq"].items()
-    }
-    new, info = ssm.compress_lru(
-        tree, {"encoder/layers_0/seq/": 2, "encoder/layers_1/seq/": 3}, method="modal"
-    )
+    ranks = {"encoder/layers_0/seq/": 2, "encoder/layers_1/seq/": 2}
+    new, info = ssm.compress_lru(tree, ranks, method="modal")
     first, second = new["encoder"]["layers_0"]["seq"], new["encoder"]["layers_1"]["seq"]
-    assert first["nu_log"].shape == (2,) and second["nu_log"].shape == (3,)
+    assert first["nu_log"].shape == (2,) and second["C_re"].shape == (H, 2)
     assert "gamma_log" in first and "gamma_log" not in second  # the input's own layout
-    assert second["B_re"].dtype == np.float32
     u = rng.normal(size=(L, H))
     layer = info["systems"]["encoder/layers_0/seq/"]
     np.testing.assert_allclose(lru_forward(first, u), _run(layer, u), atol=ATOL)
@@ -420,6 +431,8 @@ def test_compress_errors(rng):
         ssm.compress_s5(tree, 5)
     with pytest.raises(ValueError, match="one entry per SSM layer"):
         ssm.compress_s5(tree, [2, 2])
+    with pytest.raises(ValueError, match="no entry for the layers"):
+        ssm.compress_s5(tree, {"layers_1/seq/": 2})
     with pytest.raises(ValueError, match=r"shape \(3, 3\)"):
         ssm.compress_s5(tree, 2, method="bt-input", second_moments=[np.eye(2)])
     with pytest.raises(ValueError, match="no LRU layer"):
