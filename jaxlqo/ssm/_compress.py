@@ -15,14 +15,36 @@ import numpy as np
 from jaxtyping import Array
 
 from .._reduction import balanced_truncation, modal_truncation, reduce, tlh2
-from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
-from ._bound import bound_from_quantities, layer_quantities, with_input_factor
+from ._bound import with_input_factor
+from ._certify import Trajectory, _chain, _safe_norm, _static, trajectory_of
 from ._match import match_layer
-from ._model import DeepSSM, SSMLayer, gelu
+from ._model import DeepSSM, SSMLayer
+from ._prune import (
+    H2ModeScore,
+    HInfinityModeScore,
+    budget_ranks,
+    global_threshold_ranks,
+    prune_layer,
+)
 
 #: Every compression method, in the order the main job reports them.
-METHODS = ("modal", "bt", "tlh2", "h2", "bound", "bt-input", "h2-input", "bound-input", "match")
+METHODS = (
+    "modal",
+    "last",
+    "aire",
+    "bt",
+    "tlh2",
+    "h2",
+    "bound",
+    "bt-input",
+    "h2-input",
+    "bound-input",
+    "match",
+)
+
+#: The pruning baselines: the per-mode score each keeps the largest of.
+_PRUNING_SCORES = {"last": HInfinityModeScore(), "aire": H2ModeScore()}
 
 _NEEDS_CALIBRATION = ("bound", "bt-input", "h2-input", "bound-input", "match")
 
@@ -46,81 +68,256 @@ def _moments_of(per_sequence: list[Array]) -> list[Array]:
     return [jnp.einsum("nlh,nlg->hg", s, s) / (s.shape[0] * s.shape[1]) for s in per_sequence]
 
 
-def full_trajectory(model: DeepSSM, u: Array) -> list[tuple[Array, Array]]:
-    """Each layer's input `s` and pre-LayerNorm vector `a = s + σ(y)` along the full model."""
-    out = []
-    for layer, s in zip(model.layers, model.layer_inputs(u)):
-        y = simulate(layer.system(), s)
-        out.append((s, s + gelu(y)))
-    return out
+def full_trajectory(model: DeepSSM, inputs: Array) -> Trajectory:
+    """The full model's trajectory on `inputs` (`(L, d_in)` or batched `(N, L, d_in)`).
 
-
-def _norm_constants(model: DeepSSM):
-    constants = []
-    for layer in model.layers:
-        weight = layer.norm.weight
-        gamma = 1.0 if weight is None else jnp.max(jnp.abs(weight))
-        constants.append((gamma, layer.norm.eps))
-    return constants
-
-
-def output_error_bound(
-    model: DeepSSM, compressed: DeepSSM, inputs: Array, *, horizon=None, whiten: bool = True
-):
-    r"""A rigorous upper bound on `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence.
-
-    The theorem, its proof and the recursion are in `jaxlqo/ssm/_bound.py` (and the docs):
-    it uses the full model's trajectory and, per layer, the time-limited h2 errors of the
-    linear and quadratic parts, the h2 norms of the reduced parts, `‖D‖₂`, GELU's Lipschitz
-    constant and a data-dependent Lipschitz constant of LayerNorm.
-
-    **Arguments:**
-
-    - `model`, `compressed`: the full and compressed [`jaxlqo.ssm.DeepSSM`][] (same encoder,
-        head and LayerNorms; only the blocks' orders differ).
-    - `inputs`: `(N, L, d_in)` input sequences (or one `(L, d_in)`).
-    - `horizon`: lags covered by the h2 norms; default `L`, the most a length-`L` sequence
-        sees.
-    - `whiten`: also use the input-whitened estimate of each layer's reduction error (with
-        `R_i` the root of the layer's input second moment over `inputs`) and keep the smaller
-        (see `jaxlqo/ssm/_bound.py`); `False` gives the plain theorem, whose first-order form
-        is [`jaxlqo.ssm.bound_weights`][].
-
-    **Returns:** `(N,)` bounds (a scalar for one sequence).
+    Each layer's input `s` and block output `y`, the last layer's features and the logits:
+    everything the bound needs from the full model. Compute it once and pass it as
+    `trajectory=` to [`jaxlqo.ssm.bound_report`][] (or the other bound functions) for every
+    compressed model of a sweep.
     """
-    single = inputs.ndim == 2
-    inputs = inputs[None] if single else inputs
-    horizon = inputs.shape[1] if horizon is None else horizon
-    bounds = _output_error_bound(model, compressed, inputs, horizon, whiten)
-    return bounds[0] if single else bounds
+    inputs = _checked_inputs(inputs, model, "full_trajectory")
+    if inputs.ndim == 2:
+        return _trajectory_one(model, inputs)
+    return _trajectory_batch(model, inputs)
 
 
 @eqx.filter_jit
-def _output_error_bound(model, compressed, inputs, horizon, whiten):
-    quantities, whitened = [], []
-    # The refinement's R_i: the root of each layer's input second moment over these inputs
-    # (any invertible R gives a valid bound; this one charges only the directions seen).
-    moments = _second_moments(model, inputs)
-    for full, reduced, moment in zip(model.layers, compressed.layers, moments, strict=True):
-        full_sys, reduced_sys = full.system(), reduced.system()
-        quantities.append(layer_quantities(full_sys, reduced_sys, horizon))
-        root, inverse_root = _weight_root(moment)
-        q_white = layer_quantities(
-            with_input_factor(full_sys, root), with_input_factor(reduced_sys, root), horizon
+def _trajectory_one(model, u):
+    return trajectory_of(model, u)
+
+
+@eqx.filter_jit
+def _trajectory_batch(model, inputs):
+    return jax.vmap(lambda u: trajectory_of(model, u))(inputs)
+
+
+def _checked_inputs(inputs, model: DeepSSM, caller: str) -> Array:
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim not in (2, 3) or inputs.shape[-1] != model.d_in:
+        raise ValueError(
+            f"{caller}: `inputs` must have shape (L, d_in) or (N, L, d_in) with d_in = "
+            f"{model.d_in}; got shape {inputs.shape}."
         )
-        whitened.append((q_white, inverse_root))
-    norms = _norm_constants(model)
+    if inputs.size == 0:
+        raise ValueError(
+            f"{caller}: `inputs` is empty (shape {inputs.shape}); pass at least one sequence "
+            "of at least one step."
+        )
+    if jnp.iscomplexobj(inputs):
+        raise TypeError(f"{caller}: `inputs` must be real; got dtype {inputs.dtype}.")
+    return inputs.astype(model.dtype)
 
-    def one(u):
-        trajectory = full_trajectory(model, u)
-        refinement = whitened if whiten else None
-        return jnp.max(bound_from_quantities(trajectory, quantities, norms, refinement))
 
-    return jax.vmap(one)(inputs)
+def _check_pair(model: DeepSSM, compressed: DeepSSM, caller: str) -> None:
+    same = (
+        isinstance(compressed, DeepSSM)
+        and len(compressed.layers) == len(model.layers)
+        and (compressed.d_in, compressed.H, compressed.n_classes)
+        == (model.d_in, model.H, model.n_classes)
+        and jnp.dtype(compressed.dtype) == jnp.dtype(model.dtype)
+        and all(a.quad_rank == b.quad_rank for a, b in zip(model.layers, compressed.layers))
+    )
+    if not same:
+        raise ValueError(
+            f"{caller}: `compressed` must be a DeepSSM with the same layers, widths, classes, "
+            "quadratic-readout ranks and dtype as `model` (only the blocks' orders, and any "
+            "parameter values, may differ)."
+        )
+
+
+def _check_horizon(horizon, length: int, caller: str) -> None:
+    if horizon is not None and not (isinstance(horizon, (int, np.integer)) and horizon >= length):
+        raise ValueError(
+            f"{caller}: `horizon` must be None or an int ≥ the input length L = {length} (a "
+            f"length-L sequence excites every lag < L, and the bound must cover them all); got "
+            f"{horizon!r}. The bound uses exactly the lags < L, so leave it None."
+        )
+
+
+_LOCAL = ("measured", "h2")
+
+
+def _prepare(model, compressed, inputs, horizon, trajectory, local, caller):
+    if local not in _LOCAL:
+        raise ValueError(f"{caller}: `local` must be one of {_LOCAL}; got {local!r}.")
+    _check_pair(model, compressed, caller)
+    inputs = _checked_inputs(inputs, model, caller)
+    single = inputs.ndim == 2
+    inputs = inputs[None] if single else inputs
+    _check_horizon(horizon, inputs.shape[1], caller)
+    if trajectory is None:
+        trajectory = _trajectory_batch(model, inputs)
+    elif trajectory.features.shape[:2] != inputs.shape[:2]:
+        raise ValueError(
+            f"{caller}: `trajectory` was computed for inputs of shape "
+            f"{trajectory.features.shape[:2]} (N, L); `inputs` have {inputs.shape[:2]}."
+        )
+    return inputs, single, trajectory
+
+
+@eqx.filter_jit
+def _bound_batch(model, compressed, inputs, trajectory, local):
+    static = _static(model, compressed, inputs.shape[1])
+    return jax.vmap(lambda u, t: _chain(model, compressed, static, t, u, local))(
+        inputs, trajectory
+    )
+
+
+def output_error_bound(
+    model: DeepSSM,
+    compressed: DeepSSM,
+    inputs: Array,
+    *,
+    horizon=None,
+    local: str = "measured",
+    trajectory: Optional[Trajectory] = None,
+):
+    r"""A proven upper bound on `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence.
+
+    The theorem and its proof are in `jaxlqo/ssm/_certify.py` and
+    [the docs](../output_error_bound.md): along the *full* model's trajectory, each
+    compressed layer's local defect (`local="measured"`, the compressed layer applied to
+    the full model's layer input) or its a-priori h2-type estimate (`local="h2"`, from
+    impulse-response differences only) is propagated through the later layers with the
+    per-step ℓ1 impulse-response gains of the compressed blocks, the gated readout's gain
+    about the actual state, GELU's slope on the actual pre-activation range and LayerNorm's
+    constant from the observed per-step spread, the residual path adding the input error
+    once. Differences of feedthrough, LayerNorm, encoder and head between the two models are
+    included (not assumed away), and rounding is bounded, so the bound holds in floating
+    point, also at full order.
+
+    **Arguments:**
+
+    - `model`, `compressed`: the full and compressed [`jaxlqo.ssm.DeepSSM`][].
+    - `inputs`: `(N, L, d_in)` input sequences (or one `(L, d_in)`).
+    - `horizon`: `None` (default) or an int `≥ L`: every lag `< L` is covered exactly,
+        whatever the horizon the compression used; a shorter horizon is refused.
+    - `local`: `"measured"` (default, tightest) or `"h2"` (a priori in the layer errors;
+        its first-order form is [`jaxlqo.ssm.bound_weights`][]).
+    - `trajectory`: the full model's [`jaxlqo.ssm.full_trajectory`][] on `inputs`, to
+        reuse it across compressed models.
+
+    **Returns:** `(N,)` bounds (a scalar for one sequence).
+    """
+    caller = "output_error_bound"
+    inputs, single, trajectory = _prepare(
+        model, compressed, inputs, horizon, trajectory, local, caller
+    )
+    bounds = _bound_batch(model, compressed, inputs, trajectory, local)["bound"]
+    return bounds[0] if single else bounds
+
+
+def certify(
+    model: DeepSSM,
+    compressed: DeepSSM,
+    inputs: Array,
+    *,
+    local: str = "measured",
+    trajectory: Optional[Trajectory] = None,
+) -> Array:
+    r"""Which inputs provably keep the full model's prediction after compression.
+
+    An input is certified when, for its full-model prediction `c` and every other class `j`,
+    `z_c − z_j` exceeds the proven bound on `|(z_c − ẑ_c) − (z_j − ẑ_j)|` (see
+    [`jaxlqo.ssm.output_error_bound`][]); a top-logit margin above twice the logit-error
+    bound implies it. Then `argmax ẑ = c`, whatever the rounding.
+
+    **Returns:** `(N,)` booleans (a scalar for one sequence).
+    """
+    inputs, single, trajectory = _prepare(
+        model, compressed, inputs, None, trajectory, local, "certify"
+    )
+    out = _bound_batch(model, compressed, inputs, trajectory, local)["certified"]
+    return out[0] if single else out
+
+
+def bound_report(
+    model: DeepSSM,
+    compressed: DeepSSM,
+    inputs: Array,
+    labels: Optional[Array] = None,
+    *,
+    horizon=None,
+    trajectory: Optional[Trajectory] = None,
+) -> dict:
+    r"""Everything the bound says about one compressed model on `inputs`, as floats.
+
+    **Returns:** a dict with
+
+    - `bound`: max over inputs of the proven bound on `max_k ‖s_out,k − ŝ_out,k‖`;
+    - `trivial_bound`: what holds with no information about the compression (LayerNorm's
+        output norm cap, max over inputs);
+    - `h2_bound`: the a-priori (`local="h2"`) form of `bound`;
+    - `output_error`: the measured `max_k ‖s_out,k − ŝ_out,k‖`, max over inputs;
+    - `pooled_bound`, `pooled_error`: bound and measured error of the mean-pooled features
+        (max over inputs);
+    - `logit_bound`, `logit_error`: bound and measured `max_j |z_j − ẑ_j|` (max over inputs);
+    - `median_ratio`: median over inputs of bound / measured output error;
+    - `certified`: the fraction of inputs certified to keep the full model's prediction
+        ([`jaxlqo.ssm.certify`][]);
+    - with `labels`: `accuracy` of the compressed model and `certified_correct`, the
+        fraction certified *and* correctly classified by the full model (a proven lower bound
+        on the compressed model's accuracy).
+
+    `trajectory` ([`jaxlqo.ssm.full_trajectory`][] of `model` on `inputs`) avoids
+    recomputing the full model for every row of a sweep.
+    """
+    caller = "bound_report"
+    inputs, _, trajectory = _prepare(
+        model, compressed, inputs, horizon, trajectory, "measured", caller
+    )
+    out = _report(model, compressed, inputs, trajectory)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    bound, measured = out["bound"], out["error"]
+    ratio = np.where(measured > 0, bound / np.where(measured > 0, measured, 1.0), np.inf)
+    report = {
+        "bound": float(bound.max()),
+        "trivial_bound": float(out["trivial"].max()),
+        "h2_bound": float(out["h2_bound"].max()),
+        "output_error": float(measured.max()),
+        "pooled_bound": float(out["pooled"].max()),
+        "pooled_error": float(out["pooled_error"].max()),
+        "logit_bound": float(out["logit_bound"].max()),
+        "logit_error": float(out["logit_error"].max()),
+        "median_ratio": float(np.median(ratio)),
+        "certified": float(out["certified"].mean()),
+    }
+    if labels is not None:
+        labels = np.asarray(labels)
+        predicted = out["predicted"]
+        full_correct = np.asarray(jnp.argmax(trajectory.logits, axis=-1)) == labels
+        report["accuracy"] = float(np.mean(predicted == labels))
+        report["certified_correct"] = float(np.mean(out["certified"] & full_correct))
+    return report
+
+
+@eqx.filter_jit
+def _report(model, compressed, inputs, trajectory):
+    static = _static(model, compressed, inputs.shape[1])
+
+    def one(u, t):
+        measured = _chain(model, compressed, static, t, u, "measured")
+        h2 = _chain(model, compressed, static, t, u, "h2")
+        feats = compressed.features(u)
+        logits = compressed.classify(feats)
+        return {
+            **{k: measured[k] for k in ("bound", "trivial", "pooled", "logit_bound", "certified")},
+            "h2_bound": h2["bound"],
+            "error": jnp.max(_safe_norm(t.features - feats)),
+            "pooled_error": _safe_norm(jnp.mean(t.features - feats, axis=0)),
+            "logit_error": jnp.max(jnp.abs(t.logits - logits)),
+            "predicted": jnp.argmax(logits),
+        }
+
+    return jax.vmap(one)(inputs, trajectory)
 
 
 def output_error(model: DeepSSM, compressed: DeepSSM, inputs: Array) -> Array:
-    """The measured `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence `(N,)`."""
+    """The measured `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence `(N,)`.
+
+    Differentiable everywhere in the inputs (zero derivative where the error is zero).
+    """
     single = inputs.ndim == 2
     errors = _output_error(model, compressed, inputs[None] if single else inputs)
     return errors[0] if single else errors
@@ -129,49 +326,70 @@ def output_error(model: DeepSSM, compressed: DeepSSM, inputs: Array) -> Array:
 @eqx.filter_jit
 def _output_error(model, compressed, inputs):
     diff = jax.vmap(model.features)(inputs) - jax.vmap(compressed.features)(inputs)
-    return jnp.max(jnp.linalg.norm(diff, axis=-1), axis=-1)
+    return jnp.max(_safe_norm(diff), axis=-1)
 
 
 def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array, Array]:
     r"""First-order weights `(α_i, β_i)` of the bound: `bound ≈ Σ_i α_i δ_{i,1} + β_i δ_{i,2}`.
 
-    The one-sided derivative of the mean (over `inputs`) bound with respect to each layer's
-    linear and quadratic h2 errors at zero error (reduced norms = full norms). Near zero the
-    bound is positively homogeneous in the errors (it contains `ℓ2` norms of error
-    profiles, which have no derivative at 0 but a one-sided one), so each weight is the
-    bound at a tiny error `t` along one coordinate, divided by `t`. Shallow layers weigh
-    more: their errors pass through every later layer.
+    The one-sided derivative of the mean (over `inputs`) of the reported bound's a-priori
+    form (`local="h2"`, see [`jaxlqo.ssm.output_error_bound`][]) at zero error, with each
+    layer's block defect bounded by `δ_{i,1} W_k + δ_{i,2} W_k²` (`W_k` the window norm of
+    the layer's input along the full trajectory). Near zero the bound is positively
+    homogeneous in the errors, so each weight is the bound's increase at a tiny error `t`
+    along one coordinate, divided by `t`. Shallow layers weigh more: their errors pass
+    through every later layer.
     """
+    inputs = _checked_inputs(inputs, model, "bound_weights")
     inputs = inputs[None] if inputs.ndim == 2 else inputs
-    horizon = inputs.shape[1] if horizon is None else horizon
-    return _bound_weights(model, inputs, horizon)
+    _check_horizon(
+        None if horizon is None or horizon >= inputs.shape[1] else horizon,
+        inputs.shape[1],
+        "bound_weights",
+    )
+    return _bound_weights(model, inputs)
 
 
 @eqx.filter_jit
-def _bound_weights(model: DeepSSM, inputs: Array, horizon) -> tuple[Array, Array]:
-    base = [layer_quantities(l.system(), l.system(), horizon) for l in model.layers]
-    norms = _norm_constants(model)
-    trajectories = jax.vmap(lambda u: full_trajectory(model, u))(inputs)
+def _bound_weights(model: DeepSSM, inputs: Array) -> tuple[Array, Array]:
+    static = _static(model, model, inputs.shape[1])
+    trajectories = jax.vmap(lambda u: trajectory_of(model, u))(inputs)
+    layers = len(model.layers)
     step = 1e-7
 
-    @jax.vmap
     def mean_bound(deltas):
-        qs = [
-            eqx.tree_at(lambda q: (q.linear_error, q.quadratic_error), q, (d[0], d[1]))
-            for q, d in zip(base, deltas)
-        ]
-        per_input = jax.vmap(lambda traj: jnp.max(bound_from_quantities(traj, qs, norms)))
-        return jnp.mean(per_input(trajectories))
+        def one(u, t):
+            override = []
+            for i, trace in enumerate(t.layers):
+                s_norm = _safe_norm(trace.s)
+                window = jnp.sqrt(jnp.cumsum(s_norm**2))
+                past = jnp.concatenate([jnp.zeros((1,), window.dtype), window[:-1]])
+                vec = deltas[i, 0] * past + deltas[i, 1] * past**2
+                override.append((vec, jnp.broadcast_to(vec[:, None], trace.s.shape)))
+            return _chain(model, model, static, t, u, "h2", override)["bound"]
 
-    layers = len(model.layers)
+        return jnp.mean(jax.vmap(one)(inputs, trajectories))
+
+    base = mean_bound(jnp.zeros((layers, 2), inputs.dtype))
     directions = step * jnp.eye(2 * layers, dtype=inputs.dtype).reshape(2 * layers, layers, 2)
-    weights = (mean_bound(directions) / step).reshape(layers, 2)
+    weights = ((jax.lax.map(mean_bound, directions) - base) / step).reshape(layers, 2)
     return weights[:, 0], weights[:, 1]
 
 
+def _is_count(x) -> bool:
+    """An int or NumPy integer, not a bool (`True` is not a rank of 1)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def _ranks(rank, layers: int) -> tuple[int, ...]:
-    if isinstance(rank, (int, np.integer)):
+    if _is_count(rank):
         return (int(rank),) * layers
+    if isinstance(rank, (str, bytes)) or not isinstance(rank, Sequence):
+        raise TypeError(
+            f"compress: `rank` must be an int or a sequence of one int per layer; got {rank!r}."
+        )
+    if not all(_is_count(r) for r in rank):
+        raise TypeError(f"compress: every entry of `rank` must be an int; got {rank!r}.")
     rank = tuple(int(r) for r in rank)
     if len(rank) != layers:
         raise ValueError(f"compress: `rank` needs one entry per layer ({layers}); got {rank}.")
@@ -181,8 +399,11 @@ def _ranks(rank, layers: int) -> tuple[int, ...]:
 def _weight_root(second_moment: Array) -> tuple[Array, Array]:
     """`W^{1/2}` and a regularised inverse, for weighting inputs by their second moment."""
     h = second_moment.shape[0]
-    regularised = second_moment + 1e-6 * jnp.trace(second_moment) / h * jnp.eye(h, dtype=second_moment.dtype)
-    w, v = jnp.linalg.eigh(regularised)
+    w, v = jnp.linalg.eigh((second_moment + second_moment.T) / 2)
+    # Clip, not shift: a PSD moment computed in float32 can have slightly negative
+    # eigenvalues, which a fixed shift need not cover. Any positive floor gives a valid root.
+    floor = 1e-6 * jnp.maximum(jnp.sum(jnp.abs(w)) / h, jnp.finfo(w.dtype).tiny ** 0.5)
+    w = jnp.maximum(w, floor)
     root = (v * jnp.sqrt(w)) @ v.T
     inverse_root = (v / jnp.sqrt(w)) @ v.T
     return root, inverse_root
@@ -260,6 +481,8 @@ def compress_layer(
     input_aware = method.endswith("-input")
     if method == "modal":
         return _modal(sys, r), info
+    if method in _PRUNING_SCORES:
+        return prune_layer(sys, r, _PRUNING_SCORES[method]), info
     if method == "tlh2":
         horizon = horizon if horizon is not None else 10 * sys.n
         slots = r if slots is None else slots
@@ -292,9 +515,10 @@ def compress_layer(
 
 def compress(
     model: DeepSSM,
-    rank: Union[int, Sequence[int]],
+    rank: Union[int, Sequence[int], None] = None,
     *,
     method: str = "bound-input",
+    budget: Optional[int] = None,
     horizon=None,
     calibration: Optional[Array] = None,
     max_steps: int = 100,
@@ -305,6 +529,10 @@ def compress(
     **Methods** (`method=`):
 
     - `"modal"`: keep each block's `r` most dominant poles ([`jaxlqo.modal_truncation`][]);
+    - `"last"`, `"aire"`: the state-pruning baselines LAST (per-mode H∞ score) and
+      AIRE-Prune (per-mode h2 energy): keep each block's `r` highest-scored modes, or, with
+      a `budget`, one global threshold on the layer-normalised scores (see
+      `jaxlqo/ssm/_prune.py` and [`jaxlqo.ssm.global_threshold_ranks`][]);
     - `"bt"`: balanced truncation of each block ([`jaxlqo.balanced_truncation`][]);
     - `"tlh2"`: time-limited h2 reduction without stability constraint ([`jaxlqo.tlh2`][]);
       may return an unstable block, which the layer cannot hold (reported, not repaired);
@@ -324,7 +552,12 @@ def compress(
     **Arguments:**
 
     - `model`: a [`jaxlqo.ssm.DeepSSM`][].
-    - `rank`: states kept per layer: an int, or one per layer.
+    - `rank`: states kept per layer: an int, or one per layer. Give either `rank` or
+        `budget`.
+    - `budget`: keyword-only; a total number of states kept over all layers, split among
+        them by LAST's normalised rule: on each method's own mode scores for `last`/`aire`,
+        on the (input-weighted, for the input-aware methods and `match`) Hankel singular
+        values for the others ([`jaxlqo.ssm.budget_ranks`][]).
     - `horizon`: lags for the time-limited methods (default: the calibration length `L`,
         else infinite; `tlh2` always needs one and uses `L` or `10 n`).
     - `calibration`: `(N, L, d_in)` unlabelled inputs (needed by the input-aware and
@@ -340,10 +573,23 @@ def compress(
         raise ValueError(f"compress: unknown method {method!r}; choose from {METHODS}.")
     if method in _NEEDS_CALIBRATION and calibration is None:
         raise ValueError(f"compress: method {method!r} needs `calibration` inputs (N, L, d_in).")
-    ranks = _ranks(rank, len(model.layers))
+    if calibration is not None:
+        calibration = _checked_calibration(calibration, model)
+    if not _is_count(max_steps) or max_steps < 0:
+        raise ValueError(f"compress: `max_steps` must be an int ≥ 0; got {max_steps!r}.")
+    if (rank is None) == (budget is None):
+        raise ValueError("compress: give exactly one of `rank` (per layer) and `budget` (total).")
+    if budget is not None:
+        ranks = _budget_to_ranks(model, budget, method, calibration, horizon)
+    else:
+        ranks = _ranks(rank, len(model.layers))
     for r, layer in zip(ranks, model.layers):
         if not 1 <= r <= layer.n:
             raise ValueError(f"compress: rank {r} must be between 1 and the layer order {layer.n}.")
+    if slots is not None and (not _is_count(slots) or slots < max(ranks)):
+        raise ValueError(
+            f"compress: `slots` must be an int ≥ the largest rank ({max(ranks)}); got {slots!r}."
+        )
     if horizon is None and calibration is not None:
         horizon = calibration.shape[1]
     if method == "match":
@@ -372,6 +618,41 @@ def compress(
             return None, {"ranks": ranks, "stable": False, "layers": infos}
         layers.append(SSMLayer.from_system(rom, layer.norm))
     return model.with_layers(layers), {"ranks": ranks, "stable": True, "layers": infos}
+
+
+def _checked_calibration(calibration, model: DeepSSM) -> Array:
+    """Calibration sequences as an array `(N ≥ 1, L ≥ 1, d_in)`, or a clear error."""
+    if not hasattr(calibration, "shape"):
+        raise TypeError(
+            "compress: `calibration` must be an array of shape (N, L, d_in); got "
+            f"{type(calibration).__name__} (wrap a list with jnp.asarray)."
+        )
+    calibration = jnp.asarray(calibration)
+    if calibration.ndim != 3 or calibration.shape[-1] != model.d_in:
+        raise ValueError(
+            f"compress: `calibration` must have shape (N, L, d_in = {model.d_in}); got "
+            f"{calibration.shape}."
+        )
+    if calibration.shape[0] == 0 or calibration.shape[1] == 0:
+        raise ValueError(
+            f"compress: `calibration` is empty (shape {calibration.shape}); pass at least one "
+            "sequence of at least one step."
+        )
+    return calibration
+
+
+def _budget_to_ranks(model, budget, method, calibration, horizon) -> tuple[int, ...]:
+    """Per-layer ranks for a total `budget` (see `compress`)."""
+    if method in _PRUNING_SCORES:
+        score = _PRUNING_SCORES[method]
+        scores = [score(layer.system()) for layer in model.layers]
+        return global_threshold_ranks(scores, budget)
+    moments = None
+    if method.endswith("-input") or method == "match":
+        moments = layer_input_second_moments(model, calibration)
+    if horizon is None and calibration is not None:
+        horizon = calibration.shape[1]
+    return budget_ranks(model, budget, second_moments=moments, horizon=horizon)
 
 
 def _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots):
