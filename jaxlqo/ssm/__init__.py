@@ -19,9 +19,12 @@ from ._batched import (
 )
 from ._compress import (
     METHODS as METHODS,
+    bound_report as bound_report,
     bound_weights as bound_weights,
+    certify as certify,
     compress as compress,
     compress_layer as compress_layer,
+    full_trajectory as full_trajectory,
     layer_input_second_moments as layer_input_second_moments,
     output_error as output_error,
     output_error_bound as output_error_bound,
