@@ -486,9 +486,17 @@ def h2_error(
     system); for two diagonal systems every solve is a closed form, `O(n r)`. The three inner
     products are computed by one code path, so `h2_error(sys, sys)` is exactly 0, and `J` is
     clipped at 0 before the square root. Near `Σ̂ = Σ` the difference of inner products loses
-    accuracy to cancellation: the error is resolved down to about `√ε‖Σ‖` (≈1.5e-8 relative in
-    float64), below which it reads as ~0. The square root uses the double-`where` trick, so the
-    gradient is finite (0) at zero error.
+    accuracy to cancellation: the error is resolved down to about `√(ε κ) ‖Σ‖` (`κ ≈
+    1/(1 − ρ²)`; ≈1.5e-8 relative in float64 for well-damped systems), below which it reads as
+    ~0. The square root uses the double-`where` trick, so the gradient is finite (0) at zero
+    error.
+
+    **Small errors.** For LTI pairs (see `accurate`) the *value* is instead the error system's
+    modal sum of squares `Σ_l ‖Σ_a G_al c_a b_aᵀ‖²_F`, `G` the closed-form (Takenaka–Malmquist)
+    Cholesky factor of the stacked poles' Cauchy kernel: accurate to about `ε` times the sum of
+    the modes' h2 norms (diagonal systems: ~5e-17 ‖Σ‖; dense ones through `eig`: ~1e-16 to
+    1e-13 ‖Σ‖ for poles near the unit circle; CDplayer after a ZOH, e = 2.8e-6 ‖Σ‖: 5e-11
+    relative). The gradient stays that of the three-term form. See docs/h2.md.
 
     **Arguments:**
 
@@ -501,7 +509,13 @@ def h2_error(
         loss: the value is the same and the gradient with respect to `rom` is unaffected.
         (A gradient with respect to `fom` then misses the `‖Σ‖²` term: pass `None` there.)
         In continuous time with `D ≠ 0`, where `h2_norm(fom)` is infinite, pass the squared
-        norm of `fom` with `D = 0`.
+        norm of `fom` with `D = 0`. (The accurate value does not use it; the gradient does.)
+    - `accurate`: keyword-only; `None` (default) takes the value from the error system's sum
+        of squares (above) when both systems are LTI, `p m ≤ 2 (p + m)` (its cost is
+        `O((n + r)² p m)` against `O((n + r)² (p + m))`) and, for a dense system, on the CPU
+        (`eig`); it falls back to the three-term value where a system is unstable or a dense
+        `A` has an ill-conditioned eigenvector basis. `True` forces it for any LTI pair,
+        `False` keeps the three-term form.
 
     !!! tip "Fast path"
 

@@ -359,7 +359,7 @@ def test_objective_without_schur_coordinates_keeps_the_imaginary_part_of_b_hat()
 
     sys = dense_example(2)
     for horizon in (None, DENSE_HORIZON):
-        rom0, is_pair, _ = _initial(sys, 4, horizon, None)
+        _, rom0, is_pair, _ = _initial(sys, 4, horizon, None)
         assert bool(jnp.any(is_pair == 1))  # a complex mode: Im B̂ ≠ 0
         params = parameters_from(rom0, is_pair)
         expected = h2_error(sys, rom0, horizon=horizon) ** 2
