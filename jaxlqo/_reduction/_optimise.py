@@ -329,7 +329,10 @@ def _minimise(objective, params, max_steps: int, tol: float):
         "initial_grad_norm": gnorm0,
         "steps": steps,
     }
-    return best, converged, finite, stats
+    # `finite` travels in `stats` (popped by the callers here) so that `_minimise` keeps its
+    # three results for its other users (jaxlqo.ssm).
+    stats["finite"] = finite
+    return best, converged, stats
 
 
 def _result(converged, finite) -> RESULTS:
@@ -482,7 +485,8 @@ def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     params0 = parameters_from(rom0, is_pair)
     accurate = _accurate_by_default(fom, rom0, None, caller)
     objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split, accurate)
-    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    finite = stats.pop("finite")
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
         rom = _to_real_order(rom, is_pair, alive, r)
@@ -596,7 +600,8 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
         rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
         return h2_error_squared(fom, rom, horizon=horizon)[0]
 
-    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    finite = stats.pop("finite")
     rom = LQOSystem(*best, init.D, dt=init.dt)
     stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
     result = _result(converged, finite)
@@ -612,7 +617,8 @@ def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -
     )
     accurate = _accurate_by_default(fom, rom0, None, "tlh2")
     objective = _objective(fom, horizon, None, rom0.D, rom0.dt, accurate=accurate)
-    best, converged, finite, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    finite = stats.pop("finite")
     rom = best.system(rom0.D, rom0.dt)
     stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)
     result = _result(converged, finite)
