@@ -419,6 +419,20 @@ def test_compress_lru_whole_model(rng):
     np.testing.assert_allclose(info["h2_errors"]["encoder/layers_0/seq/"] ** 2, energy, rtol=1e-6)
 
 
+def test_compress_s5_keeps_the_input_layout(rng):
+    """Complex `B`, `C` and a flat `log_step` (layouts S5 ports use) come back in that layout."""
+    layer = s5_params(rng)
+    layer = dict(
+        layer, B=_complex(layer["B"]), C=_complex(layer["C"]), log_step=layer["log_step"][:, 0]
+    )
+    new, info = ssm.compress_s5({"seq": layer}, 2, method="modal")
+    out = new["seq"]
+    assert np.iscomplexobj(out["B"]) and out["B"].shape == (2, H) and out["C"].shape == (H, 2)
+    assert out["log_step"].shape == (2,)
+    u = rng.normal(size=(L, H))
+    np.testing.assert_allclose(s5_forward(out, u), _run(info["systems"]["seq/"], u), atol=ATOL)
+
+
 def test_compress_errors(rng):
     tree = {"layers_0": {"seq": s5_params(rng)}}
     with pytest.raises(ValueError, match="not available for a parameter tree"):

@@ -93,6 +93,8 @@ def _like(new: np.ndarray, old) -> np.ndarray:
         new = new[..., 0] + 1j * new[..., 1]
     if new.ndim == old.ndim + 1 and new.shape[-1] == 1:  # log_step stored (P,)
         new = new[..., 0]
+    if new.ndim == 1 and old.ndim == 2 and old.shape[0] == old.shape[1]:  # a D stored (H, H)
+        new = np.diag(new)
     return new.astype(old.dtype)
 
 
