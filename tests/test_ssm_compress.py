@@ -209,10 +209,12 @@ def test_cli_runs_a_reduced_sweep(tmp_path):
     )
     records = json.loads(out_json.read_text())
     assert [(r["method"], r["rank"]) for r in records] == [("bt", 12), ("h2-input", 12)]
-    keys = {"method", "rank", "params_removed", "accuracy", "original_accuracy", "output_error", "bound"}
+    keys = {"method", "rank", "params_removed", "accuracy", "original_accuracy", "output_error", "bound",
+            "trivial_bound", "logit_bound", "certified"}
     for r in records:
         assert keys <= set(r)
         assert 0 < r["params_removed"] < 1
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["original_accuracy"] <= 1
-        assert 0 <= r["output_error"] <= r["bound"]
+        assert 0 <= r["output_error"] <= r["bound"] <= r["trivial_bound"]
+        assert 0 <= r["certified"] <= 1 and r["logit_bound"] >= 0
     assert (tmp_path / "compress.png").exists()
