@@ -15,38 +15,102 @@ import sys
 import time
 
 
-def _parse_list(text: str, kind=str) -> list:
-    return [kind(x) for x in text.split(",") if x.strip()]
+class UserError(Exception):
+    """A mistake in the command line or its environment: reported as one line, exit code 2."""
+
+
+def _parse_list(text: str, name: str, kind=str) -> list:
+    """A comma-separated list, every item converted by `kind`; a clear error otherwise."""
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in items):
+        raise UserError(
+            f"--{name}: expected a comma-separated list without empty items; got {text!r}"
+        )
+    try:
+        values = [kind(x) for x in items]
+    except ValueError:
+        raise UserError(f"--{name}: every item must be {kind.__name__}; got {text!r}") from None
+    duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if duplicates:
+        raise UserError(f"--{name}: duplicate items {', '.join(map(str, duplicates))}")
+    return values
+
+
+def _count(minimum: int):
+    """An argparse type: an int ≥ `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int ≥ {minimum}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`jaxlqo compress: error: …`, exit code 2), no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: The bundled models the command knows by name (see `jaxlqo.ssm.BUNDLED_MODELS`).
+_BUNDLED = ("digits", "fashion_mnist", "bbc_news")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxlqo", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jaxlqo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compress", help="compress a deep SSM and report accuracy and error bounds")
+    c = sub.add_parser(
+        "compress",
+        help="compress a deep SSM and report accuracy and error bounds",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     c.add_argument(
         "--model",
         default="digits",
-        help="a bundled model (digits, fashion_mnist) or a checkpoint path without suffix "
-        "(default: digits)",
+        help=f"a bundled model ({', '.join(_BUNDLED)}) or a checkpoint path without suffix",
     )
     c.add_argument(
         "--dataset",
         default=None,
-        choices=["digits", "fashion_mnist", "fashion-mnist"],
+        choices=["digits", "fashion_mnist", "fashion-mnist", "bbc_news"],
         help="test and calibration data (default: the data set the model was trained on)",
     )
-    c.add_argument("--ranks", default=None, help="comma-separated ranks (default: a sweep)")
+    c.add_argument(
+        "--ranks",
+        default=None,
+        help="comma-separated states kept per layer (default: a sweep chosen for the model)",
+    )
+    c.add_argument(
+        "--budgets",
+        default=None,
+        help="comma-separated total states kept over all layers, split among the layers by "
+        "each method's allocation rule (LAST's normalised scores); combine with --ranks or use "
+        "alone",
+    )
     c.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
-    c.add_argument("--horizon", type=int, default=None, help="time-limit in steps (default L)")
-    c.add_argument("--calibration", type=int, default=256, help="unlabelled training sequences")
-    c.add_argument("--max-steps", type=int, default=60, help="L-BFGS steps per layer")
+    c.add_argument(
+        "--horizon", type=_count(1), default=None, help="time-limit in steps (default L)"
+    )
+    c.add_argument(
+        "--calibration", type=_count(1), default=256, help="unlabelled training sequences"
+    )
+    c.add_argument("--max-steps", type=_count(0), default=60, help="L-BFGS steps per layer")
     c.add_argument("--out", default="jaxlqo-compress", help="output folder for the plot")
     c.add_argument("--json", default=None, help="write the table as JSON records to this file")
-    c.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N tests")
+    c.add_argument(
+        "--test-limit", type=_count(1), default=None, help="evaluate on the first N tests only"
+    )
     c.add_argument("--no-plot", action="store_true", help="skip the plot")
     c.add_argument(
         "--fine-tune",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="EPOCHS",
         help="also fine-tune every compressed model for EPOCHS epochs (with labels) and report "
@@ -54,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--from-scratch",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="EPOCHS",
         help="also train a model of each reduced size from scratch for EPOCHS epochs and report "
@@ -69,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-cache", action="store_true", help="do not use a compilation cache")
     c.add_argument(
         "--blas-threads",
-        type=int,
+        type=_count(0),
         default=1,
         help="threads for NumPy/SciPy's BLAS, which runs jaxlib's LAPACK calls (default 1: no "
         "contention with XLA's own thread pool; 0 leaves the libraries' default)",
@@ -77,9 +141,96 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _default_ranks(n: int) -> list[int]:
-    """A sweep around the interesting range: 1/6, 1/4 and 1/3 of the states (8, 12, 16 of 48)."""
-    return sorted({max(1, round(n * f)) for f in (1 / 6, 1 / 4, 1 / 3)})
+def _default_ranks(model) -> list[int]:
+    """The default sweep: 1/7, 1/4 and 1/3 of the states (7, 12, 16 of the digits' 48).
+
+    The smallest, 1/7, is the first rank at which ≥ 80% of the digits model's trainable
+    parameters go; 1/4 and 1/3 are where the data-free methods still hold.
+    """
+    n = max(layer.n for layer in model.layers)
+    return sorted({max(1, round(n * f)) for f in (1 / 7, 1 / 4, 1 / 3)})
+
+
+def _check_writable(path: pathlib.Path, what: str) -> None:
+    """Fail before the run, not after it, if `path` (a file to write) cannot be written."""
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    if path.is_dir():
+        raise UserError(f"{what}: {path} is a folder, not a file")
+    if not parent.is_dir():
+        raise UserError(f"{what}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{what}: {path} is not writable")
+
+
+def _prepare_out(out: pathlib.Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create the folder {out} ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"--out: the folder {out} is not writable")
+
+
+def _load_model(name: str):
+    from . import ssm
+
+    if name in ssm.BUNDLED_MODELS:
+        return ssm.load_default_model(name)
+    stem = pathlib.Path(name)
+    stem = stem.with_suffix("") if stem.suffix in (".eqx", ".json") else stem
+    if not stem.with_suffix(".json").is_file() or not stem.with_suffix(".eqx").is_file():
+        raise UserError(
+            f"--model: {name!r} is neither a bundled model ({', '.join(ssm.BUNDLED_MODELS)}) "
+            f"nor a checkpoint (no {stem}.json and {stem}.eqx)"
+        )
+    try:
+        return ssm.load_checkpoint(stem)
+    except (ValueError, OSError) as e:
+        raise UserError(f"--model: cannot load the checkpoint {stem}: {e}") from None
+
+
+def _load_data(dataset: str, metadata: dict) -> dict:
+    from . import ssm
+
+    try:
+        if dataset == "digits":
+            return ssm.load_digits_sequences(metadata.get("split_seed") or 0)
+        if dataset == "bbc_news":
+            return ssm.load_bbc_news_sequences(
+                length=metadata.get("length") or 2048, seed=metadata.get("split_seed") or 0
+            )
+        return ssm.load_fashion_mnist_sequences(pool=metadata.get("pool") or 2)
+    except (ImportError, FileNotFoundError) as e:
+        raise UserError(f"the {dataset} data are not available: {e}") from None
+
+
+def _jobs(args, model, methods) -> list[tuple[str, dict]]:
+    """(method, keywords for `ssm.compress`) for every row of the sweep, validated first."""
+    n = [layer.n for layer in model.layers]
+    ranks = _parse_list(args.ranks, "ranks", int) if args.ranks else []
+    budgets = _parse_list(args.budgets, "budgets", int) if args.budgets else []
+    if not ranks and not budgets:
+        ranks = _default_ranks(model)
+    for r in ranks:
+        if not 1 <= r <= min(n):
+            raise UserError(f"--ranks: {r} is not between 1 and the layers' order {min(n)}")
+    for b in budgets:
+        if not len(n) <= b <= sum(n):
+            raise UserError(
+                f"--budgets: {b} is not between {len(n)} (one state per layer) and {sum(n)} "
+                "(every state)"
+            )
+    sweep = [{"rank": r} for r in ranks] + [{"budget": b} for b in budgets]
+    return [(m, kw) for m in methods for kw in sweep]
+
+
+def _slots(jobs, model) -> int:
+    """State slots shared by every row (≥ every layer's rank), so the sweep compiles once."""
+    n = max(layer.n for layer in model.layers)
+    ranks = [kw["rank"] for _, kw in jobs if "rank" in kw]
+    # A budget may give one layer up to all its states (or the whole budget, if smaller).
+    budgets = [min(n, kw["budget"]) for _, kw in jobs if "budget" in kw]
+    return max(ranks + budgets)
 
 
 def compress_main(args) -> list[dict]:
@@ -99,27 +250,33 @@ def compress_main(args) -> list[dict]:
     from . import ssm
 
     start = time.perf_counter()
-    if args.model in ssm.BUNDLED_MODELS:
-        model, metadata = ssm.load_default_model(args.model)
-    else:
-        model, metadata = ssm.load_checkpoint(args.model)
+    methods = _parse_list(args.methods, "methods") if args.methods else list(ssm.METHODS)
+    unknown = [m for m in methods if m not in ssm.METHODS]
+    if unknown:
+        raise UserError(
+            f"--methods: unknown {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(ssm.METHODS)}"
+        )
+    if args.json:
+        _check_writable(pathlib.Path(args.json), "--json")
+    out = pathlib.Path(args.out)
+    if not args.no_plot:
+        _prepare_out(out)
+    model, metadata = _load_model(args.model)
+    jobs = _jobs(args, model, methods)
+    slots = _slots(jobs, model)
     dataset = (args.dataset or metadata.get("dataset") or "digits").replace("-", "_")
-    if dataset == "digits":
-        data = ssm.load_digits_sequences(metadata.get("split_seed") or 0)
-    else:
-        data = ssm.load_fashion_mnist_sequences(pool=metadata.get("pool") or 2)
+    data = _load_data(dataset, metadata)
     test_x, test_y = data["test_inputs"], data["test_labels"]
     if args.test_limit is not None:
         test_x, test_y = test_x[: args.test_limit], test_y[: args.test_limit]
         data = {**data, "test_inputs": test_x, "test_labels": test_y}
     calibration = jnp.asarray(data["train_inputs"][: args.calibration])
     test_x = jnp.asarray(test_x)
+    # The full model's trajectory, computed once and reused by every row's bound.
+    reference = ssm.full_trajectory(model, test_x)
     n = max(layer.n for layer in model.layers)
-    ranks = _parse_list(args.ranks, int) if args.ranks else _default_ranks(n)
-    methods = _parse_list(args.methods) if args.methods else list(ssm.METHODS)
-    for m in methods:
-        if m not in ssm.METHODS:
-            raise SystemExit(f"jaxlqo compress: unknown method {m!r}; choose from {ssm.METHODS}")
+    states = sum(layer.n for layer in model.layers)
     original_accuracy = ssm.evaluate(model, test_x, test_y)
     total = model.trainable_parameter_count()
     print(
@@ -128,38 +285,54 @@ def compress_main(args) -> list[dict]:
         flush=True,
     )
     records = []
-    jobs = [(m, r) for m in methods for r in ranks]
     progress = _progress(len(jobs))
-    for method, rank in jobs:
-        progress.set_description(f"{method} r={rank}")
+    for method, sweep in jobs:
+        label = f"r={sweep['rank']}" if "rank" in sweep else f"budget={sweep['budget']}"
+        progress.set_description(f"{method} {label}")
         compressed, info = ssm.compress(
             model,
-            rank,
             method=method,
             horizon=args.horizon,
             calibration=calibration,
             max_steps=args.max_steps,
-            slots=max(ranks),
+            slots=slots,
+            **sweep,
         )
-        record = {"method": method, "rank": rank, "original_accuracy": original_accuracy}
+        ranks = [int(r) for r in info["ranks"]]
+        record = {
+            "method": method,
+            "rank": ranks[0] if len(set(ranks)) == 1 else None,
+            "ranks": ranks,
+            "budget": sweep.get("budget"),
+            "states_removed": 1 - sum(ranks) / states,
+            "original_accuracy": original_accuracy,
+        }
         if compressed is None:  # an unstable block (TLH2): reported as such
-            reduced = total - sum(layer.n - rank for layer in model.layers) * _per_state(model)
+            gone = sum(layer.n - r for layer, r in zip(model.layers, ranks, strict=True))
             record.update(
-                params_removed=1 - reduced / total, accuracy=None, output_error=None,
-                bound=None, stable=False,
+                params_removed=gone * _per_state(model) / total,
+                accuracy=None,
+                output_error=None,
+                bound=None,
+                trivial_bound=None,
+                logit_bound=None,
+                certified=None,
+                stable=False,
             )
         else:
             removed = 1 - compressed.trainable_parameter_count() / total
-            # Padded with dead states to the largest rank, every compressed model shares one
+            # Padded with dead states to the shared slots, every compressed model shares one
             # compiled evaluation, error and bound (same outputs, see ssm.pad_layers).
-            padded = ssm.pad_layers(compressed, max(ranks))
+            padded = ssm.pad_layers(compressed, slots)
+            report = ssm.bound_report(model, padded, test_x, test_y, trajectory=reference)
             record.update(
                 params_removed=removed,
-                accuracy=ssm.evaluate(padded, test_x, test_y),
-                output_error=float(jnp.max(ssm.output_error(model, padded, test_x))),
-                bound=float(
-                    jnp.max(ssm.output_error_bound(model, padded, test_x, horizon=args.horizon))
-                ),
+                accuracy=report["accuracy"],
+                output_error=report["output_error"],
+                bound=report["bound"],
+                trivial_bound=report["trivial_bound"],
+                logit_bound=report["logit_bound"],
+                certified=report["certified"],
                 stable=True,
             )
         if args.fine_tune and compressed is not None:
@@ -168,11 +341,10 @@ def compress_main(args) -> list[dict]:
         progress.update(1)
     progress.close()
     if args.from_scratch:
-        for rank in ranks:
+        for rank in sorted({kw["rank"] for _, kw in jobs if "rank" in kw}):
             records.append(_from_scratch(model, rank, data, metadata, args.from_scratch, total))
             records[-1]["original_accuracy"] = original_accuracy
     _print_table(records)
-    out = pathlib.Path(args.out)
     if not args.no_plot:
         path = _plot(records, out)
         if path is not None:
@@ -224,13 +396,18 @@ def _from_scratch(model, rank: int, data, metadata: dict, epochs: int, total: in
         quad_rank=arch.get("quad_rank", 1),
         norm_eps=arch.get("norm_eps", ssm.LAYER_NORM_EPS),
         dtype=model.dtype,
+        vocab_size=model.vocab_size,
         **init,
     )
     train = {k: data[k] for k in ("train_inputs", "train_labels")}
     small, _ = ssm.train(small, train, **_training_settings(metadata, epochs))
+    states = rank * len(model.layers)
     return {
         "method": "scratch",
         "rank": rank,
+        "ranks": [rank] * len(model.layers),
+        "budget": None,
+        "states_removed": 1 - states / sum(layer.n for layer in model.layers),
         "params_removed": 1 - small.trainable_parameter_count() / total,
         "accuracy": ssm.evaluate(small, data["test_inputs"], data["test_labels"]),
         "output_error": None,
@@ -275,7 +452,10 @@ def _fmt(x, spec):
 
 
 def _print_table(records: list[dict]) -> None:
-    header = f"{'method':<12} {'rank':>4} {'removed':>8} {'accuracy':>9} {'Δacc':>7} {'out err':>10} {'bound':>10}"
+    header = (
+        f"{'method':<12} {'ranks':>9} {'states':>7} {'params':>7} {'accuracy':>9} {'Δacc':>7} "
+        f"{'out err':>10} {'bound':>10} {'trivial':>10} {'logit bd':>10} {'certified':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in records:
@@ -283,10 +463,13 @@ def _print_table(records: list[dict]) -> None:
         note = "" if r["stable"] else "  unstable"
         if r.get("fine_tuned_accuracy") is not None:
             note += f"  fine-tuned {r['fine_tuned_accuracy']:.4f}"
+        ranks = str(r["rank"]) if r["rank"] is not None else "/".join(map(str, r["ranks"]))
         print(
-            f"{r['method']:<12} {r['rank']:>4} {r['params_removed']:>8.1%} "
+            f"{r['method']:<12} {ranks:>9} {r['states_removed']:>7.1%} {r['params_removed']:>7.1%} "
             f"{_fmt(r['accuracy'], '9.4f')} {_fmt(delta, '+7.4f')} "
-            f"{_fmt(r['output_error'], '10.3e')} {_fmt(r['bound'], '10.3e')}{note}"
+            f"{_fmt(r['output_error'], '10.3e')} {_fmt(r['bound'], '10.3e')} "
+            f"{_fmt(r.get('trivial_bound'), '10.3e')} {_fmt(r.get('logit_bound'), '10.3e')} "
+            f"{_fmt(r.get('certified'), '9.1%')}{note}"
         )
 
 
@@ -305,11 +488,15 @@ def _plot(records: list[dict], out: pathlib.Path):
         rows = [r for r in records if r["method"] == method and r["accuracy"] is not None]
         if not rows:
             continue
-        left.plot([r["params_removed"] for r in rows], [r["accuracy"] for r in rows], "o-", label=method)
+        left.plot(
+            [r["params_removed"] for r in rows], [r["accuracy"] for r in rows], "o-", label=method
+        )
         bounded = [r for r in rows if r["bound"] is not None]
         if bounded:
             right.loglog(
-                [r["output_error"] for r in bounded], [r["bound"] for r in bounded], "o",
+                [r["output_error"] for r in bounded],
+                [r["bound"] for r in bounded],
+                "o",
                 label=method,
             )
     original = records[0]["original_accuracy"]
@@ -321,6 +508,9 @@ def _plot(records: list[dict], out: pathlib.Path):
     lo = min(r["output_error"] for r in records if r["output_error"] is not None)
     hi = max(r["bound"] for r in records if r["bound"] is not None)
     right.loglog([lo, hi], [lo, hi], "k--", lw=0.8, label="bound = error")
+    trivial = [r["trivial_bound"] for r in records if r.get("trivial_bound") is not None]
+    if trivial:
+        right.axhline(max(trivial), color="grey", lw=0.8, ls=":", label="trivial bound")
     right.set_xlabel("measured max output error")
     right.set_ylabel("proven bound")
     right.legend(fontsize=7)
@@ -332,12 +522,23 @@ def _plot(records: list[dict], out: pathlib.Path):
 
 
 def main(argv=None) -> int:
+    """The `jaxlqo` command: returns the exit code (2 for a user error, printed as one line)."""
     args = _parser().parse_args(argv)
     from ._blas import limit_blas_threads
 
-    limit_blas_threads(args.blas_threads)
-    if args.command == "compress":
-        compress_main(args)
+    try:
+        limit_blas_threads(args.blas_threads)
+        if args.command == "compress":
+            compress_main(args)
+    except UserError as e:
+        print(f"jaxlqo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # a missing optional extra (matplotlib, scikit-learn, …)
+        print(
+            f"jaxlqo {args.command}: error: {e} (install the extras: pip install 'jaxlqo[ssm]')",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ optional extra `jaxlqo[ssm]`) is needed only by `load_digits_sequences`.
 """
 
 from ._allocate import allocate_ranks as allocate_ranks
+from ._batched import batched_logits as batched_logits
 from ._bidirectional import (
     bidirectional_h2_error as bidirectional_h2_error,
     bidirectional_h2_norm as bidirectional_h2_norm,
@@ -12,11 +13,6 @@ from ._bidirectional import (
     split_directions as split_directions,
 )
 from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
-from ._batched import (
-    batched_logits as batched_logits,
-    diagonal_states as diagonal_states,
-    layer_forward as layer_forward,
-)
 from ._compress import (
     METHODS as METHODS,
     bound_report as bound_report,
@@ -51,12 +47,23 @@ from ._model import (
     SSMLayer as SSMLayer,
     gelu as gelu,
 )
+from ._prune import (
+    AbstractModeScore as AbstractModeScore,
+    H2ModeScore as H2ModeScore,
+    HInfinityModeScore as HInfinityModeScore,
+    budget_ranks as budget_ranks,
+    global_threshold_ranks as global_threshold_ranks,
+    normalised_scores as normalised_scores,
+    prune_layer as prune_layer,
+    prune_system as prune_system,
+)
 from ._roundtrip import (
     PARAMETER_METHODS as PARAMETER_METHODS,
     compress_lru as compress_lru,
     compress_s5 as compress_s5,
     input_second_moment as input_second_moment,
 )
+from ._scan import diagonal_states as diagonal_states
 from ._train import (
     BUNDLED_MODELS as BUNDLED_MODELS,
     cross_entropy as cross_entropy,

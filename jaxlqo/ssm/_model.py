@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Inexact, PRNGKeyArray, Real
 from .._misc import default_float_dtype
 from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
+from ._scan import diagonal_states
 
 #: The Lipschitz constant of the exact GELU `σ(x) = x Φ(x)`:
 #: `max |σ'(x)| = σ'(√2) = Φ(√2) + √2 φ(√2) ≈ 1.1289` (since `σ''(x) = φ(x)(2 − x²)`, the
@@ -337,6 +338,46 @@ class SSMLayer(eqx.Module):
 
     # --- the layer map ---------------------------------------------------------------------
 
+    def forward_batch(
+        self, s: Float[Array, "L N H"], *, parallel: bool | None = None
+    ) -> Float[Array, "L N H"]:
+        r"""`LayerNorm(s + σ(y))` for a time-major batch `s` `(L, N, H)`: the fast path.
+
+        The same map as `jax.vmap(layer, in_axes=1, out_axes=1)(s)`, with `B s`, `C x`,
+        `D s` and the quadratic readout as real GEMMs over every step of every sequence and
+        the scan of [`diagonal_states`][jaxlqo.ssm.diagonal_states] (`parallel`: see there).
+        """
+        L, N, H = s.shape
+        n = self.n
+        # Two-dimensional (L·N, ·) operands throughout: XLA's CPU backend runs plain GEMMs far
+        # faster than dots with several contracting or free dimensions (measured 2× on the
+        # gradients of the readout).
+        s = s.astype(self.dtype).reshape(L * N, H)
+        drive_re = (s @ self.B_re.T).reshape(L, N, n)
+        drive_im = (s @ self.B_im.T).reshape(L, N, n)
+        x_re, x_im = diagonal_states(self.poles, drive_re, drive_im, parallel=parallel)
+        x_re, x_im = x_re.reshape(L * N, n), x_im.reshape(L * N, n)
+        y = x_re @ self.C_re.T - x_im @ self.C_im.T + s @ self.D.T
+        if self.F_re is not None:
+            q = self.quad_rank
+
+            def readout(re, im):  # Re(F x) for every (channel, product): (L·N, H·q)
+                return x_re @ re.reshape(H * q, n).T - x_im @ im.reshape(H * q, n).T
+
+            products = readout(self.F_re, self.F_im) * readout(self.G_re, self.G_im)
+            y = y + (products if q == 1 else jnp.sum(products.reshape(L * N, H, q), axis=-1))
+        v = s + gelu(y)
+        # The LayerNorm over the last axis, as eqx.nn.LayerNorm computes it per step.
+        norm = self.norm
+        mean = jnp.mean(v, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
+        out = (v - mean) * lax.rsqrt(variance + norm.eps)
+        if norm.use_weight:
+            out = out * norm.weight
+        if norm.use_bias:
+            out = out + norm.bias
+        return out.reshape(L, N, H)
+
     def block(self, s: Float[Array, "L H"]) -> Float[Array, "L H"]:
         """The LQO block's output `y` (L, H) for the input sequence `s`, from `x_0 = 0`."""
         s = _as_model_input(s, self.dtype, "s", "SSMLayer")
@@ -344,7 +385,7 @@ class SSMLayer(eqx.Module):
         return simulate(self.system(), s)
 
     def __call__(self, s: Float[Array, "L H"]) -> Float[Array, "L H"]:
-        """`s_out = LayerNorm(s + σ(y))` per time step, `y` the block output (parallel scan).
+        """`s_out = LayerNorm(s + σ(y))` per time step, `y` the block output.
 
         **Arguments:**
 
@@ -353,8 +394,8 @@ class SSMLayer(eqx.Module):
         **Returns:** the output sequence, shape `(L, H)`.
         """
         s = _as_model_input(s, self.dtype, "s", "SSMLayer")
-        y = self.block(s)
-        return jax.vmap(self.norm)(s + gelu(y))
+        _check_ndim(s, (None, self.H), "s", "SSMLayer", f"(L, H) with H = {self.H}")
+        return self.forward_batch(s[:, None, :])[:, 0, :]
 
 
 def _per_layer(value, layers: int, name: str) -> tuple:

@@ -321,7 +321,7 @@ def load_checkpoint(path, *, dtype=None) -> tuple[DeepSSM, dict]:
     return model, metadata
 
 
-BUNDLED_MODELS = ("digits", "fashion_mnist")
+BUNDLED_MODELS = ("digits", "fashion_mnist", "bbc_news")
 """The names of the classifiers shipped in `jaxlqo/ssm/weights/`, for
 [`load_default_model`][jaxlqo.ssm.load_default_model] (and the CLI's `--model`)."""
 
@@ -330,7 +330,10 @@ def load_default_model(name: str = "digits", *, dtype=None) -> tuple[DeepSSM, di
     """A bundled classifier and its metadata (`weights/<name>.*`).
 
     - `"digits"` (default): sequential 8×8 digits, `L = 64`;
-    - `"fashion_mnist"`: sequential Fashion-MNIST average-pooled to 14×14, `L = 196`.
+    - `"fashion_mnist"`: sequential Fashion-MNIST average-pooled to 14×14, `L = 196`;
+    - `"bbc_news"`: byte-level BBC News topic classification (5 classes), `L = 2048`, a
+        token model (4 layers, `H = 64`, `n = 64`, LTI blocks; needs `jaxlqo[text]` for
+        its data, [`load_bbc_news_sequences`][jaxlqo.ssm.load_bbc_news_sequences]).
 
     Both were trained by `python -m jaxlqo.ssm.train` (the exact command, the test accuracy
     on the data set's test split and the training time are in the returned metadata). Stored

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the dtype of the written checkpoint (default: the training dtype); "
         "float32 training with float64 checkpoints keeps compression in float64",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="continue from this checkpoint (same architecture) instead of a random "
+        "initialisation; its recorded commands are kept in the new metadata",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -91,6 +97,17 @@ def main(argv=None) -> dict:
         vocab_size=data.get("vocab_size"),
     )
     model = DeepSSM(jax.random.key(args.seed), **hyper)
+    previous = {}
+    if args.init is not None:
+        from ._train import load_checkpoint
+
+        start_model, previous = load_checkpoint(args.init, dtype=args.dtype)
+        if start_model.architecture() != model.architecture():
+            raise SystemExit(
+                f"--init: {args.init} has architecture {start_model.architecture()}, not the "
+                f"requested {model.architecture()}."
+            )
+        model = start_model
     counts = model.parameter_counts()
     print(
         f"{args.dataset}: {len(data['train_labels'])} train / {len(data['test_labels'])} test "
@@ -145,6 +162,10 @@ def main(argv=None) -> dict:
             "test_accuracy": history["test_accuracy"],
         },
         "command": "python -m jaxlqo.ssm.train " + shlex.join(argv_used),
+        # The whole recipe when training continued from a checkpoint: run these in order.
+        "commands": previous.get("commands", [previous["command"]] if "command" in previous else [])
+        + ["python -m jaxlqo.ssm.train " + shlex.join(argv_used)],
+        "training_time_total_s": round(elapsed + previous.get("training_time_total_s", 0.0), 1),
         "environment": {
             "python": platform.python_version(),
             "jax": jax.__version__,
