@@ -1,4 +1,8 @@
-r"""A rigorous, data-dependent upper bound on a compressed deep SSM's output error.
+r"""Layerwise h2 quantities of a compressed deep SSM (the first, h2-only form of the bound).
+
+The bound that [`jaxlqo.ssm.output_error_bound`][] reports now lives in
+`jaxlqo/ssm/_certify.py` (theorem and proof there and in the docs); what follows is the
+earlier, looser theorem, kept with `layer_quantities` for reference.
 
 **Theorem.** Let a deep SSM map the encoded sequence `s⁰` through layers
 `sⁱ_k = LN_i(sⁱ⁻¹_k + σ(yⁱ_k))`, `yⁱ = S_i(sⁱ⁻¹)`, where `S_i` is a discrete LQO block with
