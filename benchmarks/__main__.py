@@ -1,14 +1,16 @@
 """Run the benchmark suites: correctness first, then tables with medians and baselines.
 
-    python -m benchmarks [--quick] [--float32] [--suites h2,batch,matrix,reduce]
+    python -m benchmarks [--quick] [--float32] [--suites h2,batch,matrix,reduce,training]
                          [--json FILE] [--host-devices N]
 
 Suites: `h2` (S5-IMDb-sized h2 error + gradient: fast path, hoisted norm, sharded, dense,
 NumPy and SciPy loops; peak memory), `batch` (10⁴ S4D channels, systems/s, vs python-control
 and NumPy), `matrix` (Lyapunov solvers vs SciPy, python-control and jax.scipy), `reduce`
 (`lqo.reduce` of the S5-sized model, looped over layers, and balanced truncation; python-control
-`balred` needs slycot). Every timed jitted call reports its compile time separately and the
-number of recompilations during the timed repeats (must be 0). Results are written as JSON
+`balred` needs slycot), `training` (tokens/s of a deep SSM's value + gradient, float32: jaxlqo's
+batched path vs a reference on S5's scan formulation and `vmap(model)`). Every timed jitted
+call reports its compile time separately and the number of recompilations during the timed
+repeats (must be 0). Results are written as JSON
 (default `benchmarks/results/<UTC timestamp>.json`) to compare across commits.
 
 On a CPU host the suites run with `--host-devices` virtual devices (default: the number of
@@ -29,7 +31,7 @@ def _args():
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--float32", action="store_true", help="float32 instead of float64")
-    parser.add_argument("--suites", default="h2,batch,matrix,reduce")
+    parser.add_argument("--suites", default="h2,batch,matrix,reduce,training")
     parser.add_argument("--json", default=None, help="output file (default benchmarks/results/)")
     parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
     return parser.parse_args()
@@ -63,6 +65,14 @@ def main():
         results["batch"] = record
     if "matrix" in suites:
         results["matrix"] = matrix_equations.run([16, 64] if args.quick else [16, 64, 256, 512])
+    if "training" in suites:
+        from benchmarks import training
+
+        rows = training.run(
+            [(32, 32, 256)] if args.quick else [(64, 64, 1024), (64, 64, 2048)], 16, 4
+        )
+        training.report(rows)
+        results["training"] = rows
     if "reduce" in suites:
         results["reduce"] = _reduce_in_subprocess(args.quick)
     out = pathlib.Path(args.json) if args.json else _default_path()
