@@ -135,7 +135,8 @@ def propagator(a: Array, discrete: bool, horizon) -> Array:
         return a**horizon if discrete else jnp.exp(a * horizon)
     if discrete:
         return jnp.linalg.matrix_power(a, horizon)
-    return jsl.expm(a * jnp.asarray(horizon, dtype=a.dtype))
+    # Long horizons (‖A‖ T up to ~1e19) need more than expm's default 16 squarings.
+    return jsl.expm(a * jnp.asarray(horizon, dtype=a.dtype), max_squarings=64)
 
 
 def _sandwich(phi1: Array, x: Array, phi2: Array) -> Array:

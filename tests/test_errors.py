@@ -346,11 +346,6 @@ def test_infinite_horizon_means_no_horizon(mats):
     assert float(lqo.h2_error(cont, rom, horizon=np.inf)) == float(lqo.h2_error(cont, rom))
 
 
-@pytest.mark.xfail(
-    reason="needs `jsl.expm(..., max_squarings=...)` in `_gramians.propagator` (owned elsewhere): "
-    "JAX's expm returns NaN beyond 16 squarings, i.e. for ‖A‖ T ≳ 3.5e5",
-    strict=False,
-)
 def test_long_continuous_horizon_approaches_the_infinite_one():
     cont = lqo.LQOSystem(
         np.diag([-1.0, -2.0, -3.0]) + np.triu(np.ones((3, 3)), 1), np.ones((3, 1)), np.ones((1, 3))
