@@ -372,8 +372,8 @@ def _chain(
     length, H = traj.features.shape
     n_max = max(layer.n for layer in model.layers)
     kappa_eps = 8 * (length + n_max + H) * eps
-    enc_full = jax.vmap(model.encoder)(u.astype(dtype))
-    enc_red = jax.vmap(compressed.encoder)(u.astype(dtype))
+    enc_full = model.encode(u.astype(dtype))
+    enc_red = compressed.encode(u.astype(dtype))
     e_prev = _safe_norm(enc_full - enc_red) + kappa_eps * (
         _safe_norm(enc_full) + _safe_norm(enc_red)
     )
