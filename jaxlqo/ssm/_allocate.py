@@ -21,6 +21,7 @@ from jaxtyping import Array
 from .._gramians import hankel_singular_values
 from ._bound import with_input_factor
 from ._model import DeepSSM
+from ._weighting import input_weight_roots
 
 
 def allocate_ranks(
@@ -53,7 +54,7 @@ def allocate_ranks(
         for (7, 7). Compare with an even split before using it.
     """
     # Imported here: _compress imports this module's neighbours, not the other way round.
-    from ._compress import _weight_root, bound_weights, layer_input_second_moments
+    from ._compress import bound_weights, layer_input_second_moments
 
     orders = [layer.n for layer in model.layers]
     if not minimum * len(orders) <= total <= sum(orders):
@@ -66,7 +67,7 @@ def allocate_ranks(
     moments = layer_input_second_moments(model, calibration)
     tails = []
     for layer, moment in zip(model.layers, moments, strict=True):
-        root, _ = _weight_root(moment)
+        root, _ = input_weight_roots(moment)
         sigma = np.asarray(
             hankel_singular_values(with_input_factor(layer.system(), root), horizon=horizon)
         )

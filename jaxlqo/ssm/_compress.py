@@ -6,7 +6,6 @@ layer is rebuilt around it (same feedthrough, nonlinearity, residual and LayerNo
 """
 
 from collections.abc import Sequence
-from typing import Optional, Union
 
 import equinox as eqx
 import jax
@@ -27,6 +26,7 @@ from ._prune import (
     global_threshold_ranks,
     prune_layer,
 )
+from ._weighting import input_weight_roots
 
 #: Every compression method, in the order the main job reports them.
 METHODS = (
@@ -171,7 +171,7 @@ def output_error_bound(
     *,
     horizon=None,
     local: str = "measured",
-    trajectory: Optional[Trajectory] = None,
+    trajectory: Trajectory | None = None,
 ):
     r"""A proven upper bound on `max_k ‖s_out,k − ŝ_out,k‖₂` for each input sequence.
 
@@ -214,7 +214,7 @@ def certify(
     inputs: Array,
     *,
     local: str = "measured",
-    trajectory: Optional[Trajectory] = None,
+    trajectory: Trajectory | None = None,
 ) -> Array:
     r"""Which inputs provably keep the full model's prediction after compression.
 
@@ -236,10 +236,10 @@ def bound_report(
     model: DeepSSM,
     compressed: DeepSSM,
     inputs: Array,
-    labels: Optional[Array] = None,
+    labels: Array | None = None,
     *,
     horizon=None,
-    trajectory: Optional[Trajectory] = None,
+    trajectory: Trajectory | None = None,
 ) -> dict:
     r"""Everything the bound says about one compressed model on `inputs`, as floats.
 
@@ -274,7 +274,7 @@ def bound_report(
     pieces = []
     for start in range(0, len(inputs), chunk):
         index = np.minimum(np.arange(start, start + chunk), len(inputs) - 1)
-        part = jax.tree_util.tree_map(lambda x: x[index], trajectory)
+        part = jax.tree_util.tree_map(lambda x, i=index: x[i], trajectory)
         result = _report(model, compressed, inputs[index], part)
         keep = min(chunk, len(inputs) - start)
         pieces.append({k: np.asarray(v)[:keep] for k, v in result.items()})
@@ -406,19 +406,6 @@ def _ranks(rank, layers: int) -> tuple[int, ...]:
     return rank
 
 
-def _weight_root(second_moment: Array) -> tuple[Array, Array]:
-    """`W^{1/2}` and a regularised inverse, for weighting inputs by their second moment."""
-    h = second_moment.shape[0]
-    w, v = jnp.linalg.eigh((second_moment + second_moment.T) / 2)
-    # Clip, not shift: a PSD moment computed in float32 can have slightly negative
-    # eigenvalues, which a fixed shift need not cover. Any positive floor gives a valid root.
-    floor = 1e-6 * jnp.maximum(jnp.sum(jnp.abs(w)) / h, jnp.finfo(w.dtype).tiny ** 0.5)
-    w = jnp.maximum(w, floor)
-    root = (v * jnp.sqrt(w)) @ v.T
-    inverse_root = (v / jnp.sqrt(w)) @ v.T
-    return root, inverse_root
-
-
 def _pad(sys: DiagonalLQOSystem, slots: int) -> DiagonalLQOSystem:
     """Add dead states (zero `b`, `c`, readout columns) so every rank shares one compiled shape.
 
@@ -481,10 +468,10 @@ def compress_layer(
     *,
     method: str,
     horizon=None,
-    second_moment: Optional[Array] = None,
-    split: Optional[Array] = None,
+    second_moment: Array | None = None,
+    split: Array | None = None,
     max_steps: int = 100,
-    slots: Optional[int] = None,
+    slots: int | None = None,
 ) -> tuple[DiagonalLQOSystem, dict]:
     """Reduce one layer's block to `r` states with `method` (see [`jaxlqo.ssm.compress`][])."""
     info = {}
@@ -496,7 +483,8 @@ def compress_layer(
     if method == "tlh2":
         horizon = horizon if horizon is not None else 10 * sys.n
         slots = r if slots is None else slots
-        start = _balanced(sys, r, horizon, _weight_root(jnp.eye(sys.m, dtype=sys.D.dtype)))
+        white = input_weight_roots(jnp.eye(sys.m, dtype=sys.D.dtype))
+        start = _balanced(sys, r, horizon, white)
         sol = tlh2(sys, slots, horizon=horizon, init=_pad(start, slots), max_steps=max_steps)
         info["stable"] = bool(sol.stats["stable"])
         return _unpad(sol.value, r), info
@@ -504,7 +492,7 @@ def compress_layer(
         # A plain method is its input-aware twin with a white input (W = I), so that both
         # share one compiled function; the results agree to rounding.
         second_moment = jnp.eye(sys.m, dtype=sys.D.dtype)
-    rom = _balanced(sys, r, horizon, _weight_root(second_moment))
+    rom = _balanced(sys, r, horizon, input_weight_roots(second_moment))
     if method in ("bt", "bt-input"):
         return rom, info
     if method in ("h2", "h2-input", "bound", "bound-input"):
@@ -525,14 +513,14 @@ def compress_layer(
 
 def compress(
     model: DeepSSM,
-    rank: Union[int, Sequence[int], None] = None,
+    rank: int | Sequence[int] | None = None,
     *,
     method: str = "bound-input",
-    budget: Optional[int] = None,
+    budget: int | None = None,
     horizon=None,
-    calibration: Optional[Array] = None,
+    calibration: Array | None = None,
     max_steps: int = 100,
-    slots: Optional[int] = None,
+    slots: int | None = None,
 ):
     r"""Reduce the state of every layer of a deep SSM, without retraining.
 

@@ -44,6 +44,7 @@ from jaxtyping import Array
 from .._gramians import hankel_singular_values
 from .._systems import DiagonalLQOSystem, with_input_factor
 from ._model import DeepSSM
+from ._weighting import input_weight_roots
 
 
 class AbstractModeScore(eqx.Module):
@@ -175,16 +176,8 @@ def budget_ranks(
     for i, layer in enumerate(model.layers):
         sys = layer.system()
         if second_moments is not None:
-            sys = with_input_factor(sys, input_root(second_moments[i]))
+            sys = with_input_factor(sys, input_weight_roots(second_moments[i])[0])
         sigma = np.asarray(hankel_singular_values(sys, horizon=horizon), dtype=np.float64)
         sigma = np.concatenate([sigma, np.zeros(2 * layer.n - len(sigma))])[: 2 * layer.n]
         scores.append(sigma[0::2] ** 2 + sigma[1::2] ** 2)
     return global_threshold_ranks(scores, budget, minimum=minimum)
-
-
-def input_root(second_moment: Array) -> Array:
-    """A symmetric square root `W^{1/2}` of an input second moment (clipped at a tiny floor)."""
-    h = second_moment.shape[0]
-    w, v = jnp.linalg.eigh((second_moment + second_moment.T) / 2)
-    floor = 1e-6 * jnp.maximum(jnp.sum(jnp.abs(w)) / h, jnp.finfo(w.dtype).tiny ** 0.5)
-    return (v * jnp.sqrt(jnp.maximum(w, floor))) @ v.T
