@@ -165,7 +165,9 @@ def main(argv=None) -> dict:
         # The whole recipe when training continued from a checkpoint: run these in order.
         "commands": previous.get("commands", [previous["command"]] if "command" in previous else [])
         + ["python -m jaxlqo.ssm.train " + shlex.join(argv_used)],
-        "training_time_total_s": round(elapsed + previous.get("training_time_total_s", 0.0), 1),
+        "training_time_total_s": round(
+            elapsed + previous.get("training_time_total_s", previous.get("training_time_s", 0.0)), 1
+        ),
         "environment": {
             "python": platform.python_version(),
             "jax": jax.__version__,
