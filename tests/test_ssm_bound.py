@@ -220,7 +220,8 @@ def test_differences_outside_the_blocks_are_included():
         for local in ("measured", "h2"):
             assert jnp.all(error <= ssm.output_error_bound(model, changed, inputs, local=local))
     report = ssm.bound_report(model, changes[3], inputs)
-    assert report["output_error"] == 0.0
+    # Same body: the outputs agree up to rounding (the two models compile separately).
+    assert report["output_error"] <= 1e-12
     assert report["logit_error"] <= report["logit_bound"]
     assert report["logit_bound"] >= 0.1 - 1e-9
 
