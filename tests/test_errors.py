@@ -337,8 +337,11 @@ def test_infinite_horizon_means_no_horizon(mats):
     # Before: `horizon=inf` raised "NaN or inf" (continuous) or rejected the value (discrete).
     sys = _discrete(mats)
     cont = lqo.LQOSystem(
-        np.diag([-1.0, -2.0, -3.0]) + np.triu(np.ones((3, 3)), 1), np.ones((3, 1)), np.ones((1, 3))
-    )
+        np.diag([-1.0, -2.0, -3.0]) + np.triu(np.ones((3, 3)), 1),
+        np.array([[1.0], [0.5], [2.0]]),
+        np.array([[1.0, -1.0, 0.3]]),
+    )  # minimal (HSVs 1.0, 0.086, 0.012): B = C = ones had order 1, so its BT to r = 2 kept a
+    # zero-HSV direction with eigenvalue 0 and h2_error raised "unstable"
     for s in (sys, cont):
         assert float(lqo.h2_norm(s, horizon=np.inf)) == float(lqo.h2_norm(s))
         assert float(lqo.h2_norm(s, horizon=float("inf"))) == float(lqo.h2_norm(s))
@@ -348,6 +351,9 @@ def test_infinite_horizon_means_no_horizon(mats):
 
 def test_long_continuous_horizon_approaches_the_infinite_one():
     cont = lqo.LQOSystem(
-        np.diag([-1.0, -2.0, -3.0]) + np.triu(np.ones((3, 3)), 1), np.ones((3, 1)), np.ones((1, 3))
-    )
+        np.diag([-1.0, -2.0, -3.0]) + np.triu(np.ones((3, 3)), 1),
+        np.array([[1.0], [0.5], [2.0]]),
+        np.array([[1.0, -1.0, 0.3]]),
+    )  # minimal (HSVs 1.0, 0.086, 0.012): B = C = ones had order 1, so its BT to r = 2 kept a
+    # zero-HSV direction with eigenvalue 0 and h2_error raised "unstable"
     assert abs(float(lqo.h2_norm(cont, horizon=1e6)) - float(lqo.h2_norm(cont))) <= 1e-12
