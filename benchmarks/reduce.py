@@ -28,8 +28,16 @@ from benchmarks._timing import peak_rss_mb, print_table
 DATA = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data"
 STEPS = {"build": 0.1, "CDplayer": 1e-3, "heat_cont": 1e-3, "iss1R": 0.05, "beam": 0.05}
 _COLUMNS = [
-    "model", "r", "BT err", "reduce err", "TLH2 err", "TLH2 stable", "reduce/BT", "BT s",
-    "reduce s", "TLH2 s",
+    "model",
+    "r",
+    "BT err",
+    "reduce err",
+    "TLH2 err",
+    "TLH2 stable",
+    "reduce/BT",
+    "BT s",
+    "reduce s",
+    "TLH2 s",
 ]
 
 
@@ -47,9 +55,9 @@ def ssm_layer(n=192, h=16, seed=0):
     return lqo.DiagonalLQOSystem(lam, cn(n, h) / np.sqrt(h), cn(h, n) / np.sqrt(n), dt=1.0)
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     start = time.perf_counter()
-    out = jax.block_until_ready(fn())
+    out = jax.block_until_ready(fn(*args, **kwargs))
     return out, time.perf_counter() - start
 
 
@@ -60,9 +68,9 @@ def run(models, ranks, horizon, max_steps):
         for r in ranks:
             if r >= fom.n:
                 continue
-            (bt, _), t_bt = timed(lambda: lqo.balanced_truncation(fom, r, horizon=horizon))
-            sol, t_red = timed(lambda: lqo.reduce(fom, r, horizon=horizon, max_steps=max_steps))
-            tl, t_tl = timed(lambda: lqo.tlh2(fom, r, horizon=horizon, max_steps=max_steps))
+            (bt, _), t_bt = timed(lqo.balanced_truncation, fom, r, horizon=horizon)
+            sol, t_red = timed(lqo.reduce, fom, r, horizon=horizon, max_steps=max_steps)
+            tl, t_tl = timed(lqo.tlh2, fom, r, horizon=horizon, max_steps=max_steps)
             e_bt = float(lqo.h2_error(fom, bt, horizon=horizon))
             e_red = float(lqo.h2_error(fom, sol.value, horizon=horizon))
             e_tl = float(lqo.h2_error(fom, tl.value, horizon=horizon))

@@ -1,6 +1,18 @@
 """jaxlqo: differentiable control theory for linear and linear-quadratic-output systems in JAX."""
 
 from . import compat as compat, testing as testing
+from ._gramians import (
+    controllability_gramian as controllability_gramian,
+    hankel_singular_values as hankel_singular_values,
+    is_stable as is_stable,
+    observability_gramian as observability_gramian,
+)
+from ._interop import (
+    from_control as from_control,
+    from_scipy as from_scipy,
+    to_control as to_control,
+    to_scipy as to_scipy,
+)
 from ._matrix_equations import (
     AbstractSylvesterSolver as AbstractSylvesterSolver,
     AutoSolver as AutoSolver,
@@ -14,18 +26,6 @@ from ._matrix_equations import (
     solve_discrete_lyapunov as solve_discrete_lyapunov,
     solve_discrete_sylvester as solve_discrete_sylvester,
     solve_sylvester as solve_sylvester,
-)
-from ._gramians import (
-    controllability_gramian as controllability_gramian,
-    hankel_singular_values as hankel_singular_values,
-    is_stable as is_stable,
-    observability_gramian as observability_gramian,
-)
-from ._interop import (
-    from_control as from_control,
-    from_scipy as from_scipy,
-    to_control as to_control,
-    to_scipy as to_scipy,
 )
 from ._norms import (
     h2_error as h2_error,

@@ -209,9 +209,7 @@ def quadratic_source(r: Realisation, p: Array) -> Array:
 
 def realisation_gramians(r: Realisation, horizon, *, observability: bool = True):
     """Controllability and (LQO) observability Gramians of a realisation, with a result code."""
-    p, res_p = solve_gramian_equation(
-        r.a, r.a, r.b @ r.b.conj().T, r.discrete, horizon, same=True
-    )
+    p, res_p = solve_gramian_equation(r.a, r.a, r.b @ r.b.conj().T, r.discrete, horizon, same=True)
     if not observability:
         return p, None, res_p
     a_h = adjoint(r.a)
@@ -324,5 +322,3 @@ def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = T
     p, q, result = realisation_gramians(r, horizon)
     sigma = jnp.linalg.svd(psd_sqrt_factor(q).conj().T @ psd_sqrt_factor(p), compute_uv=False)
     return finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
-
-

@@ -57,7 +57,7 @@ def check_shape(x, expected: tuple, name: str, caller: str, meaning: str = "") -
     `expected` holds ints (fixed sizes) or `None` (any size).
     """
     ok = x.ndim == len(expected) and all(
-        e is None or e == s for e, s in zip(expected, x.shape)
+        e is None or e == s for e, s in zip(expected, x.shape, strict=True)
     )
     if not ok:
         pretty = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"

@@ -38,16 +38,26 @@ def _quadratic_pairing(r1: Realisation, r2: Realisation, x: Array) -> Array:
         return jnp.real(jnp.einsum("jab,bc,jcd,ad->", s1, x, s2, jnp.conj(x)))
     pi = x[None]
     if r1.quad_rows is not None:
-        pi = jnp.einsum("jqa,jab->jqb", r1.quad_rows.astype(x.dtype), jnp.broadcast_to(pi, (r1.quad_rows.shape[0],) + x.shape))
+        pi = jnp.einsum(
+            "jqa,jab->jqb",
+            r1.quad_rows.astype(x.dtype),
+            jnp.broadcast_to(pi, (r1.quad_rows.shape[0],) + x.shape),
+        )
     if r2.quad_rows is not None:
-        pi = jnp.einsum("jqb,jrb->jqr", jnp.broadcast_to(pi, (r2.quad_rows.shape[0],) + pi.shape[1:]), jnp.conj(r2.quad_rows.astype(x.dtype)))
+        pi = jnp.einsum(
+            "jqb,jrb->jqr",
+            jnp.broadcast_to(pi, (r2.quad_rows.shape[0],) + pi.shape[1:]),
+            jnp.conj(r2.quad_rows.astype(x.dtype)),
+        )
     pi = jnp.broadcast_to(pi, (s1.shape[0],) + pi.shape[1:])
     return jnp.real(jnp.einsum("jab,jbc,jcd,jad->", s1, pi, s2, jnp.conj(pi)))
 
 
 def h2_inner_product(r1: Realisation, r2: Realisation, x: Array) -> Array:
     """`⟨Σ₁, Σ₂⟩_h2` (without feedthrough) from the cross Gramian `X = Σ_k x₁ₖ x₂ₖᴴ`."""
-    linear = jnp.real(jnp.einsum("ia,ab,ib->", r1.c.astype(x.dtype), x, jnp.conj(r2.c.astype(x.dtype))))
+    linear = jnp.real(
+        jnp.einsum("ia,ab,ib->", r1.c.astype(x.dtype), x, jnp.conj(r2.c.astype(x.dtype)))
+    )
     return linear + _quadratic_pairing(r1, r2, x)
 
 
@@ -330,12 +340,16 @@ def _safe_sqrt(x: Array) -> Array:
     # zero error (or norm) with NaN. Its subgradient 0 is used there instead.
     positive = x > 0
     # NaN (from non-finite input) must propagate, not read as a zero norm.
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), jnp.where(jnp.isnan(x), x, 0.0))
+    return jnp.where(
+        positive, jnp.sqrt(jnp.where(positive, x, 1.0)), jnp.where(jnp.isnan(x), x, 0.0)
+    )
 
 
 def _finish(value, result, stable, horizon, throw, systems=()):
     """`finish` for a norm: NaN is `nonfinite_input`, and an unstable system's norm is `inf`."""
-    result = RESULTS.where((result == RESULTS.successful) & jnp.isnan(value), RESULTS.nonfinite_input, result)
+    result = RESULTS.where(
+        (result == RESULTS.successful) & jnp.isnan(value), RESULTS.nonfinite_input, result
+    )
     if horizon is None:
         value = jnp.where(stable, value, jnp.inf)
     # The result codes of `systems` (NaN / inf anywhere in them, even where it would only give
@@ -477,10 +491,11 @@ def h2_error(
 ):
     r"""The h2 norm of the error system, $\|\Sigma - \hat\Sigma\|_{h_2}$ (METHOD.md §4).
 
-    $$J = \|\Sigma-\hat\Sigma\|^2 = \langle\Sigma,\Sigma\rangle + \langle\hat\Sigma,\hat\Sigma\rangle
-      - 2\langle\Sigma,\hat\Sigma\rangle,\quad
+    $$J = \|\Sigma-\hat\Sigma\|^2 = \langle\Sigma,\Sigma\rangle
+      + \langle\hat\Sigma,\hat\Sigma\rangle - 2\langle\Sigma,\hat\Sigma\rangle,\quad
       \langle\Sigma,\hat\Sigma\rangle = \operatorname{tr}(C X \hat C^\top)
-      + \sum_j \operatorname{tr}(M_j X \hat M_j X^\top),\quad X = A X \hat A^\top + B \hat B^\top .$$
+      + \sum_j \operatorname{tr}(M_j X \hat M_j X^\top),\quad
+      X = A X \hat A^\top + B \hat B^\top .$$
 
     **Method.** Only `n×n`, `n×r` and `r×r` equations are solved (never the `(n+r)` error
     system); for two diagonal systems every solve is a closed form, `O(n r)`. The three inner
@@ -543,7 +558,8 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
 
     Discrete time (METHOD.md §4), with `X = A X Âᵀ + B B̂ᵀ`, `P̂ = Â P̂ Âᵀ + B̂ B̂ᵀ` and
 
-    $$\tilde Q = \hat A^\top \tilde Q \hat A + \hat C^\top \hat C + 2\sum_j \hat M_j \hat P \hat M_j,
+    $$\tilde Q = \hat A^\top \tilde Q \hat A + \hat C^\top \hat C
+      + 2\sum_j \hat M_j \hat P \hat M_j,
       \qquad \tilde Y = A^H \tilde Y \hat A + C^H \hat C + 2 \sum_j M_j X \hat M_j,$$
 
     $$\nabla_{\hat A} J = 2(\tilde Q \hat A \hat P - \operatorname{Re}\tilde Y^H A X),\;
@@ -561,13 +577,17 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
 
     caller = "h2_error_gradient"
     if not isinstance(rom, LQOSystem) or jnp.iscomplexobj(rom.A):
-        raise TypeError(f"{caller}: `rom` must be a real dense LQOSystem; got {type(rom).__name__}.")
+        raise TypeError(
+            f"{caller}: `rom` must be a real dense LQOSystem; got {type(rom).__name__}."
+        )
     _check_pair(fom, rom, caller)
     r1, r2 = realise(fom, caller), realise(rom, caller)
     disc = r1.discrete
     dtype = common_inexact_dtype(r1.b, r2.b)
     a_hat, b_hat, c_hat, m_hat = rom.A, rom.B, rom.C, rom.M
-    x, res_x = solve_gramian_equation(r1.a, a_hat, r1.b @ b_hat.T.astype(r1.b.dtype), disc, None, same=False)
+    x, res_x = solve_gramian_equation(
+        r1.a, a_hat, r1.b @ b_hat.T.astype(r1.b.dtype), disc, None, same=False
+    )
     p_hat, res_p = solve_gramian_equation(a_hat, a_hat, b_hat @ b_hat.T, disc, None, same=True)
 
     source_q = c_hat.T @ c_hat
@@ -590,7 +610,9 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
     # Q̃ solves the rom's observability-type equation; Ỹ the fom-rom one (transposed pair).
     q_t, res_q = solve_gramian_equation(a_hat.T, a_hat.T, source_q, disc, None, same=True)
     a1_h = r1.a.conj() if r1.a.ndim == 1 else r1.a.conj().T
-    y_t, res_y = solve_gramian_equation(a1_h, a_hat.T.astype(dtype), source_y, disc, None, same=False)
+    y_t, res_y = solve_gramian_equation(
+        a1_h, a_hat.T.astype(dtype), source_y, disc, None, same=False
+    )
 
     b1 = r1.b.astype(dtype)
     if disc:

@@ -18,7 +18,7 @@ With this form, the h2 inner product of two systems is (METHOD.md §3-4)
     X = Σ_k x₁ₖ x₂ₖᴴ (a Stein/Sylvester equation),  Πⱼ = W₁ⱼ X W₂ⱼᴴ.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jaxtyping import Array
@@ -30,11 +30,11 @@ class Realisation(NamedTuple):
     a: Array  # (n, n) dense, or (n,) diagonal
     b: Array  # (n, m)
     c: Array  # (p, n); C x is real for every reachable state
-    quad_rows: Optional[Array]  # (p, q, n) rows W_j, or None for W_j = I
-    quad_core: Optional[Array]  # (p, q, q) Hermitian S_j (dense: M); None for an LTI system
+    quad_rows: Array | None  # (p, q, n) rows W_j, or None for W_j = I
+    quad_core: Array | None  # (p, q, q) Hermitian S_j (dense: M); None for an LTI system
     d: Array  # (p, m), real
     discrete: bool
-    dt: Optional[float]
+    dt: float | None
 
     @property
     def n(self) -> int:

@@ -51,7 +51,8 @@ def _states(sys: AbstractSystem, u: Array) -> Array:
         drive = u.astype(sys.B.dtype) @ sys.B.T  # (L, n): B u_k
         decay = jnp.broadcast_to(sys.poles, drive.shape)
 
-        # x_{k+1} = λ ⊙ x_k + b_k composes associatively: (a₁, b₁) then (a₂, b₂) = (a₂a₁, a₂b₁ + b₂).
+        # x_{k+1} = λ ⊙ x_k + b_k composes associatively:
+        # (a₁, b₁) then (a₂, b₂) = (a₂a₁, a₂b₁ + b₂).
         def combine(first, second):
             a1, b1 = first
             a2, b2 = second

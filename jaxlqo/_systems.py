@@ -6,7 +6,6 @@ Output (both):                   y = C x + D u + [xᵀ M_1 x, …, xᵀ M_p x]�
 """
 
 import math
-from typing import Optional
 
 import equinox as eqx
 import jax
@@ -16,7 +15,7 @@ from jaxtyping import Array, Inexact, Real
 from ._misc import as_inexact_array, check_shape, common_inexact_dtype
 
 
-def _check_dt(dt, caller: str) -> Optional[float]:
+def _check_dt(dt, caller: str) -> float | None:
     if dt is None:
         return None
     try:
@@ -97,7 +96,7 @@ class AbstractSystem(eqx.Module):
     (complex-diagonal with real output).
     """
 
-    dt: eqx.AbstractVar[Optional[float]]
+    dt: eqx.AbstractVar[float | None]
 
     @property
     def is_discrete(self) -> bool:
@@ -151,9 +150,9 @@ class LQOSystem(AbstractSystem):
     A: Inexact[Array, "n n"]
     B: Inexact[Array, "n m"]
     C: Inexact[Array, "p n"]
-    M: Optional[Inexact[Array, "p n n"]]
+    M: Inexact[Array, "p n n"] | None
     D: Inexact[Array, "p m"]
-    dt: Optional[float] = eqx.field(static=True)
+    dt: float | None = eqx.field(static=True)
 
     def __init__(self, A, B, C, M=None, D=None, *, dt=None):
         caller = "LQOSystem"
@@ -213,7 +212,8 @@ class LQOSystem(AbstractSystem):
 class DiagonalLQOSystem(AbstractSystem):
     r"""A complex-diagonal system with real output, as in S4D / S5 / LRU layers.
 
-    $$x_{k+1} = \operatorname{diag}(\lambda) x_k + B u_k \;(\text{or } \dot x = \lambda\odot x + Bu),
+    $$x_{k+1} = \operatorname{diag}(\lambda) x_k + B u_k
+      \;(\text{or } \dot x = \lambda\odot x + Bu),
       \qquad y_j = \operatorname{Re}(C x)_j + (D u)_j
              + \sum_{l=1}^{k} \operatorname{Re}(F_{jl} x)\,\operatorname{Re}(G_{jl} x).$$
 
@@ -242,9 +242,9 @@ class DiagonalLQOSystem(AbstractSystem):
     B: Inexact[Array, "n m"]
     C: Inexact[Array, "p n"]
     D: Real[Array, "p m"]
-    F: Optional[Inexact[Array, "p k n"]]
-    G: Optional[Inexact[Array, "p k n"]]
-    dt: Optional[float] = eqx.field(static=True)
+    F: Inexact[Array, "p k n"] | None
+    G: Inexact[Array, "p k n"] | None
+    dt: float | None = eqx.field(static=True)
 
     def __init__(self, poles, B, C, D=None, *, F=None, G=None, dt):
         caller = "DiagonalLQOSystem"

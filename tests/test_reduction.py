@@ -408,6 +408,8 @@ def test_closed_form_objective_of_a_diagonal_fom_equals_the_realised_one(
     assert rel(value, expected) <= 1e-12
     for g, e in zip(jax.tree.leaves(grad), jax.tree.leaves(expected_grad), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-10 * float(jnp.max(jnp.abs(e))))
+
+
 # =============================================================================================
 # 3. reduce vs balanced truncation (its default initial model)
 # =============================================================================================

@@ -18,10 +18,15 @@ def _tiny_model(seed: int, H: int = 3, n: int = 6, layers: int = 2):
     return ssm.DeepSSM(jax.random.key(seed), d_in=1, H=H, n=n, layers=layers, n_classes=3)
 
 
-def _random_reduction(system: lqo.DiagonalLQOSystem, r: int, scale: float, rng) -> lqo.DiagonalLQOSystem:
+def _random_reduction(
+    system: lqo.DiagonalLQOSystem, r: int, scale: float, rng
+) -> lqo.DiagonalLQOSystem:
     """Truncate to `r` states and perturb every matrix: an arbitrary (stable) reduced block."""
+
     def noise(x):
-        z = rng.standard_normal(x.shape) + (1j * rng.standard_normal(x.shape) if jnp.iscomplexobj(x) else 0)
+        z = rng.standard_normal(x.shape) + (
+            1j * rng.standard_normal(x.shape) if jnp.iscomplexobj(x) else 0
+        )
         return x + scale * jnp.asarray(z, x.dtype) * (jnp.abs(x) + 1e-3).astype(x.dtype)
 
     shrink = np.exp(-scale * rng.uniform(0, 1, r))
@@ -45,7 +50,7 @@ def test_bound_is_never_violated(seed, ranks, scale, input_scale):
     rng = np.random.default_rng(seed)
     layers = [
         ssm.SSMLayer.from_system(_random_reduction(layer.system(), r, scale, rng), layer.norm)
-        for layer, r in zip(model.layers, ranks)
+        for layer, r in zip(model.layers, ranks, strict=True)
     ]
     compressed = model.with_layers(layers)
     inputs = jnp.asarray(input_scale * rng.standard_normal((6, 10, 1)))
@@ -83,8 +88,13 @@ def test_bound_matches_first_order_weights_for_small_errors():
     ]
     compressed = model.with_layers(layers)
     alpha, beta = ssm.bound_weights(model, inputs)
-    q = [ssm.layer_quantities(a.system(), b.system(), 10) for a, b in zip(model.layers, compressed.layers)]
-    first_order = sum(a * x.linear_error + b * x.quadratic_error for a, b, x in zip(alpha, beta, q))
+    q = [
+        ssm.layer_quantities(a.system(), b.system(), 10)
+        for a, b in zip(model.layers, compressed.layers, strict=True)
+    ]
+    first_order = sum(
+        a * x.linear_error + b * x.quadratic_error for a, b, x in zip(alpha, beta, q, strict=True)
+    )
     bound = jnp.mean(ssm.output_error_bound(model, compressed, inputs, local="h2"))
     # The a-priori form charges the linear part its generalised-h2 gain (≤ δ₁) and the gated
     # readout a product estimate (within a small factor of δ₂): first order, same weights.
@@ -202,15 +212,38 @@ def test_cli_runs_a_reduced_sweep(tmp_path):
     out_json = tmp_path / "table.json"
     main(
         [
-            "compress", "--ranks", "12", "--methods", "bt,h2-input", "--test-limit", "40",
-            "--calibration", "32", "--max-steps", "3", "--json", str(out_json), "--out",
-            str(tmp_path), "--no-cache",
+            "compress",
+            "--ranks",
+            "12",
+            "--methods",
+            "bt,h2-input",
+            "--test-limit",
+            "40",
+            "--calibration",
+            "32",
+            "--max-steps",
+            "3",
+            "--json",
+            str(out_json),
+            "--out",
+            str(tmp_path),
+            "--no-cache",
         ]
     )
     records = json.loads(out_json.read_text())
     assert [(r["method"], r["rank"]) for r in records] == [("bt", 12), ("h2-input", 12)]
-    keys = {"method", "rank", "params_removed", "accuracy", "original_accuracy", "output_error", "bound",
-            "trivial_bound", "logit_bound", "certified"}
+    keys = {
+        "method",
+        "rank",
+        "params_removed",
+        "accuracy",
+        "original_accuracy",
+        "output_error",
+        "bound",
+        "trivial_bound",
+        "logit_bound",
+        "certified",
+    }
     for r in records:
         assert keys <= set(r)
         assert 0 < r["params_removed"] < 1

@@ -42,7 +42,8 @@ def _balancing_projection(p: Array, q: Array, r: int):
 def _project(sys: LQOSystem, p: Array, q: Array, r: int):
     """Square-root balancing projection of a real dense system onto its `r` dominant states.
 
-    With the bases of `_balancing_projection`: `Â = Wᵀ A T`, `B̂ = Wᵀ B`, `Ĉ = C T`, `M̂_j = Tᵀ M_j T`.
+    With the bases of `_balancing_projection`: `Â = Wᵀ A T`, `B̂ = Wᵀ B`, `Ĉ = C T`,
+    `M̂_j = Tᵀ M_j T`.
     """
     t, w, sigma = _balancing_projection(p, q, r)
     m = None if sys.M is None else jnp.einsum("ab,jac,cd->jbd", t, sys.M, t)

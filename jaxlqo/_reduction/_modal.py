@@ -1,4 +1,4 @@
-"""Modal (eigen-) forms: turning a real dense system into a complex-diagonal one, and modal truncation.
+"""Modal (eigen-) forms: a real dense system as a complex-diagonal one, and modal truncation.
 
 A real system `x̂_{k+1} = Â x̂_k + B̂ u_k, y = Ĉ x̂ + …` with `Â = V diag(μ) V⁻¹` decomposes into
 modes `w_i = u_i x̂` (`u_i` the rows of `V⁻¹`). A conjugate pair `(μ, μ̄)` contributes
@@ -18,7 +18,9 @@ from .._systems import DiagonalLQOSystem, LQOSystem
 
 
 def mode_dominance(poles: Array, b: Array, c: Array, discrete: bool, quad_cols=None) -> Array:
-    """A mode's h2 contribution estimate `(‖c_i‖ + ‖quad_i‖) ‖b_i‖ / √(1 − |λ_i|²)` (or `√(2|Re λ_i|)`).
+    """A mode's h2 contribution estimate `(‖c_i‖ + ‖quad_i‖) ‖b_i‖ / √(1 − |λ_i|²)`.
+
+    (Continuous time: divided by `√(2|Re λ_i|)`.)
 
     It is the h2 norm of the single mode `c_i b_i / (z − λ_i)`; modes of high dominance are kept.
     """
@@ -63,9 +65,9 @@ def eigenbasis_is_ill_conditioned(v: Array, v_inv: Array) -> Array:
 def modal_form(sys: LQOSystem, r: int, *, check: bool = False):
     """The complex-diagonal form of a real dense system on `r` slots, with its structure.
 
-    Returns `(diag, is_pair, alive, realified)`: `diag` keeps the `r` most dominant modes (a conjugate
-    pair is one slot); `is_pair[i]` says slot `i` holds a conjugate pair (else a real mode,
-    whose `b` is made real by a phase change so that `Im w ≡ 0`); `alive[i]` is false for
+    Returns `(diag, is_pair, alive, realified)`: `diag` keeps the `r` most dominant modes (a
+    conjugate pair is one slot); `is_pair[i]` says slot `i` holds a conjugate pair (else a real
+    mode, whose `b` is made real by a phase change so that `Im w ≡ 0`); `alive[i]` is false for
     slots left over when the system has fewer than `r` modes (their `b`, `c` are zero);
     `realified` (n, 2r) maps the modal state to the original one, `x̂ = S [Re w; Im w]`, so a
     real readout row `q` of `x̂` becomes the complex row `real_rows_to_complex(q S, r)`.
@@ -96,8 +98,16 @@ def modal_form(sys: LQOSystem, r: int, *, check: bool = False):
     # A real mode's eigenvector is real up to a phase e^{iφ} (and its u-row up to e^{-iφ}):
     # undo it, so that b is real and the mode never excites Im w.
     lead = jnp.take_along_axis(b_modes, jnp.argmax(jnp.abs(b_modes), axis=1)[:, None], axis=1)[:, 0]
-    phase = jnp.where(is_real & (lead != 0), jnp.conj(lead) / jnp.where(lead != 0, jnp.abs(lead), 1).astype(cdtype), 1)
-    b_modes = jnp.where(is_real[:, None], jnp.real(b_modes * phase[:, None]).astype(cdtype), b_modes * phase[:, None])
+    phase = jnp.where(
+        is_real & (lead != 0),
+        jnp.conj(lead) / jnp.where(lead != 0, jnp.abs(lead), 1).astype(cdtype),
+        1,
+    )
+    b_modes = jnp.where(
+        is_real[:, None],
+        jnp.real(b_modes * phase[:, None]).astype(cdtype),
+        b_modes * phase[:, None],
+    )
     v = v / phase[None, :]
     mu = jnp.where(is_real, jnp.real(mu).astype(cdtype), mu)
     c_modes = (sys.C.astype(cdtype) @ v) * factor  # (p, n)

@@ -14,7 +14,6 @@ unconstrained dense matrices) is kept as a baseline to show it.
 
 import math
 import numbers
-from typing import Optional
 
 import equinox as eqx
 import jax
@@ -69,8 +68,8 @@ class ModalParameters(eqx.Module):
     angle: Array  # θ (r,)
     b: Array  # (2, r, m): real and imaginary parts
     c: Array  # (2, p, r)
-    f: Optional[Array]  # (2, p, k, r)
-    g: Optional[Array]
+    f: Array | None  # (2, p, k, r)
+    g: Array | None
     is_pair: Array = eqx.field(static=False)
     # False: the TLH2 baseline's unconstrained poles μ = log_decay + i·angle (no stability).
     stable: bool = eqx.field(static=True, default=True)
@@ -145,7 +144,7 @@ def _check_init_order(fom, init, r: int, caller: str) -> None:
         )
 
 
-def _weighted(r: Realisation, factor: Optional[Array]) -> Realisation:
+def _weighted(r: Realisation, factor: Array | None) -> Realisation:
     return r if factor is None else r._replace(b=r.b @ factor.astype(r.b.dtype))
 
 
@@ -162,7 +161,16 @@ def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart]:
     core = r.quad_core
     if core is not None:
         core = jnp.einsum("ab,jbc,cd->jad", u.conj().T, core.astype(u.dtype), u)
-    realisation = Realisation(t, u.conj().T @ r.b.astype(u.dtype), r.c.astype(u.dtype) @ u, None, core, r.d, r.discrete, r.dt)
+    realisation = Realisation(
+        t,
+        u.conj().T @ r.b.astype(u.dtype),
+        r.c.astype(u.dtype) @ u,
+        None,
+        core,
+        r.d,
+        r.discrete,
+        r.dt,
+    )
     return realisation, BartelsStewart(left_upper_triangular=True)
 
 
@@ -212,14 +220,19 @@ def _error_objective(
         # `B B̂ᴴ` is complex even for a real fom (off CPU it is not in Schur coordinates).
         cross = fom_r.b.astype(rom_r.b.dtype) @ rom_r.b.conj().T
         x, _ = solve_gramian_equation(
-            fom_r.a, rom_r.a, cross, fom_r.discrete, horizon, same=False,
+            fom_r.a,
+            rom_r.a,
+            cross,
+            fom_r.discrete,
+            horizon,
+            same=False,
             **({} if solver is None else {"solver": solver}),
         )
         p_hat, _ = solve_gramian_equation(
             rom_r.a, rom_r.a, rom_r.b @ rom_r.b.conj().T, rom_r.discrete, horizon, same=False
         )
         squared = []
-        for part, fom_norm in zip(parts, fom_norms):
+        for part, fom_norm in zip(parts, fom_norms, strict=True):
             f, g = part(fom_r), part(rom_r)
             value = fom_norm + h2_inner_product(g, g, p_hat) - 2 * h2_inner_product(f, g, x)
             if split is None:
@@ -405,7 +418,7 @@ def reduce(
     r: int,
     *,
     horizon=None,
-    init: Optional[AbstractSystem] = None,
+    init: AbstractSystem | None = None,
     weight=None,
     split=None,
     max_steps: int = 200,
@@ -544,7 +557,7 @@ def tlh2(
     r: int,
     *,
     horizon,
-    init: Optional[AbstractSystem] = None,
+    init: AbstractSystem | None = None,
     max_steps: int = 200,
     tol: float = 1e-6,
 ) -> Solution:

@@ -17,8 +17,9 @@ convolution of nonnegative sequences.
 **Theorem.** Let `εⁱ⁻¹_k ≥ ‖sⁱ⁻¹_k − ŝⁱ⁻¹_k‖` (`ε⁰_k = ‖enc(u_k) − enĉ(u_k)‖`). Let `x̃`, `ỹ` be
 the state and output of `Ŝ_i` driven by the full model's `sⁱ⁻¹`, `ã = sⁱ⁻¹ + σ(ỹ)`, and
 
-    p_{c,k} = (‖T̂_c‖ ⋆ ε)_k + Σ_l [ |Re F̂_{cl} x̃_k| (‖ĝ_{cl}‖ ⋆ ε)_k + |Re Ĝ_{cl} x̃_k| (‖f̂_{cl}‖ ⋆ ε)_k
-                                     + (‖f̂_{cl}‖ ⋆ ε)_k (‖ĝ_{cl}‖ ⋆ ε)_k ],
+    p_{c,k} = (‖T̂_c‖ ⋆ ε)_k + Σ_l [ |Re F̂_{cl} x̃_k| (‖ĝ_{cl}‖ ⋆ ε)_k
+                               + |Re Ĝ_{cl} x̃_k| (‖f̂_{cl}‖ ⋆ ε)_k
+                               + (‖f̂_{cl}‖ ⋆ ε)_k (‖ĝ_{cl}‖ ⋆ ε)_k ],
     P_k = min( ‖p_{·,k}‖, (‖T̂‖₂ ⋆ ε)_k + ‖q_{·,k}‖ )        (q: the bracketed quadratic part),
     ℓ_c = max |σ'| on [ỹ_{c,k} − min(p_{c,k}, P_k), ỹ_{c,k} + min(p_{c,k}, P_k)],
     Δ_k = ε_k + min( ‖ℓ ⊙ min(p, P)‖, max_c ℓ_c P_k ),

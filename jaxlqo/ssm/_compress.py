@@ -116,7 +116,9 @@ def _check_pair(model: DeepSSM, compressed: DeepSSM, caller: str) -> None:
         and (compressed.d_in, compressed.H, compressed.n_classes)
         == (model.d_in, model.H, model.n_classes)
         and jnp.dtype(compressed.dtype) == jnp.dtype(model.dtype)
-        and all(a.quad_rank == b.quad_rank for a, b in zip(model.layers, compressed.layers))
+        and all(
+            a.quad_rank == b.quad_rank for a, b in zip(model.layers, compressed.layers, strict=True)
+        )
     )
     if not same:
         raise ValueError(
@@ -159,9 +161,7 @@ def _prepare(model, compressed, inputs, horizon, trajectory, local, caller):
 @eqx.filter_jit
 def _bound_batch(model, compressed, inputs, trajectory, local):
     static = _static(model, compressed, inputs.shape[1])
-    return jax.vmap(lambda u, t: _chain(model, compressed, static, t, u, local))(
-        inputs, trajectory
-    )
+    return jax.vmap(lambda u, t: _chain(model, compressed, static, t, u, local))(inputs, trajectory)
 
 
 def output_error_bound(
@@ -415,9 +415,11 @@ def _pad(sys: DiagonalLQOSystem, slots: int) -> DiagonalLQOSystem:
     extra = slots - sys.n
     if extra == 0:
         return sys
-    pad_states = lambda x, axis: jnp.concatenate(  # noqa: E731
-        [x, jnp.zeros(x.shape[:axis] + (extra,) + x.shape[axis + 1 :], x.dtype)], axis=axis
-    )
+
+    def pad_states(x, axis):
+        zeros = jnp.zeros(x.shape[:axis] + (extra,) + x.shape[axis + 1 :], x.dtype)
+        return jnp.concatenate([x, zeros], axis=axis)
+
     poles = jnp.concatenate([sys.poles, jnp.full((extra,), 0.5, sys.poles.dtype)])
     f = None if sys.F is None else pad_states(sys.F, 2)
     g = None if sys.G is None else pad_states(sys.G, 2)
@@ -455,7 +457,10 @@ def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
 
 @eqx.filter_jit
 def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSystem:
-    """Balanced truncation of the input-weighted block `B W^{1/2}`; `roots = (W^{1/2}, W^{-1/2})`."""
+    """Balanced truncation of the input-weighted block `B W^{1/2}`.
+
+    `roots = (W^{1/2}, W^{-1/2})`.
+    """
     root, inverse_root = roots
     rom, _ = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon)
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
@@ -581,7 +586,7 @@ def compress(
         ranks = _budget_to_ranks(model, budget, method, calibration, horizon)
     else:
         ranks = _ranks(rank, len(model.layers))
-    for r, layer in zip(ranks, model.layers):
+    for r, layer in zip(ranks, model.layers, strict=True):
         if not 1 <= r <= layer.n:
             raise ValueError(f"compress: rank {r} must be between 1 and the layer order {layer.n}.")
     if slots is not None and (not _is_count(slots) or slots < max(ranks)):
@@ -598,9 +603,9 @@ def compress(
     if method.startswith("bound"):
         alpha, beta = bound_weights(model, calibration, horizon=horizon)
         # Only the ratio matters per layer; normalise so the objective is O(error).
-        splits = [jnp.stack([a, b]) / (a + b) for a, b in zip(alpha, beta)]
+        splits = [jnp.stack([a, b]) / (a + b) for a, b in zip(alpha, beta, strict=True)]
     layers, infos = [], []
-    for i, (layer, r) in enumerate(zip(model.layers, ranks)):
+    for i, (layer, r) in enumerate(zip(model.layers, ranks, strict=True)):
         rom, info = compress_layer(
             layer.system(),
             r,
@@ -669,8 +674,12 @@ def _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots):
             layer.system(), r, method="bt-input", horizon=horizon, second_moment=moment
         )
         refined, stats = match_layer(
-            _pad(start, r if slots is None else slots), layer.norm, upstream, target,
-            readout=readout, max_steps=max_steps,
+            _pad(start, r if slots is None else slots),
+            layer.norm,
+            upstream,
+            target,
+            readout=readout,
+            max_steps=max_steps,
         )
         refined = _unpad(refined, r)
         infos.append(
