@@ -53,8 +53,8 @@ from ._systems import (
 
 __version__ = "0.1.0"
 
-import jaxlib as _jaxlib  # noqa: E402
+from jaxlib.version import __version__ as _jaxlib_version  # noqa: E402
 
 from ._versions import warn_if_deadlocking_jaxlib as _warn_if_deadlocking_jaxlib  # noqa: E402
 
-_warn_if_deadlocking_jaxlib(_jaxlib.__version__)
+_warn_if_deadlocking_jaxlib(_jaxlib_version)

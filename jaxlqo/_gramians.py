@@ -26,6 +26,7 @@ W. Gawronski, J.-N. Juang, "Model reduction in limited time and frequency interv
 """
 
 import numbers
+from typing import Literal, overload
 
 import equinox as eqx
 import jax
@@ -95,7 +96,8 @@ def systems_are_finite(*systems: AbstractSystem):
 
 
 def _state_matrix(sys: AbstractSystem) -> Array:
-    return sys.poles if isinstance(sys, DiagonalLQOSystem) else sys.A
+    # `to_dense()` of an `LQOSystem` is the system itself.
+    return sys.poles if isinstance(sys, DiagonalLQOSystem) else sys.to_dense().A
 
 
 def raise_if_time_domain_mixup(value, systems, stable):
@@ -191,7 +193,7 @@ def is_stable(sys: AbstractSystem) -> Bool[Array, ""]:
     """
     if isinstance(sys, DiagonalLQOSystem):
         return is_stable_matrix(sys.poles, sys.is_discrete)
-    return is_stable_matrix(sys.A, sys.is_discrete)
+    return is_stable_matrix(sys.to_dense().A, sys.is_discrete)  # an LQOSystem's is itself
 
 
 def quadratic_source(r: Realisation, p: Array) -> Array:
@@ -207,7 +209,21 @@ def quadratic_source(r: Realisation, p: Array) -> Array:
     return jnp.einsum("jqa,jqr,jrb->ab", jnp.conj(w), middle, w)
 
 
-def realisation_gramians(r: Realisation, horizon, *, observability: bool = True):
+@overload
+def realisation_gramians(
+    r: Realisation, horizon, *, observability: Literal[True] = True
+) -> tuple[Array, Array, RESULTS]: ...
+
+
+@overload
+def realisation_gramians(
+    r: Realisation, horizon, *, observability: Literal[False]
+) -> tuple[Array, None, RESULTS]: ...
+
+
+def realisation_gramians(
+    r: Realisation, horizon, *, observability: bool = True
+) -> tuple[Array, Array | None, RESULTS]:
     """Controllability and (LQO) observability Gramians of a realisation, with a result code."""
     p, res_p = solve_gramian_equation(r.a, r.a, r.b @ r.b.conj().T, r.discrete, horizon, same=True)
     if not observability:

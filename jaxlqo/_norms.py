@@ -5,7 +5,7 @@ impulse response contains `D δ(t)`); in discrete time `D` is the lag-0 Markov p
 counts `‖D‖²_F`. An h2 *error* sees `D − D̂`, so equal feedthroughs cancel exactly.
 """
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeGuard, overload
 
 import jax
 import jax.lax as lax
@@ -24,7 +24,7 @@ from ._gramians import (
 from ._matrix_equations._solvers import _separation_ok
 from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation, realise
-from ._solution import RESULTS
+from ._solution import RESULTS, Solution
 from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 
 
@@ -91,7 +91,7 @@ def _diagonal_kernel(lam: Array, nu: Array, discrete: bool, horizon) -> Array:
     return kernel
 
 
-def _is_lti_diagonal(sys: AbstractSystem) -> bool:
+def _is_lti_diagonal(sys: AbstractSystem) -> TypeGuard[DiagonalLQOSystem]:
     return isinstance(sys, DiagonalLQOSystem) and sys.F is None
 
 
@@ -276,8 +276,8 @@ def accurate_error_squared(f: _Modes, g: _Modes, discrete: bool, horizon) -> Arr
     Valid for stable systems only (the caller falls back otherwise).
     """
     dtype = common_inexact_dtype(f.poles, g.poles, f.b, g.b, f.c, g.c)
-    f = _Modes(*(x.astype(dtype) for x in f[:3]), f.ok)
-    g = _Modes(*(x.astype(dtype) for x in g[:3]), g.ok)
+    f = _Modes(f.poles.astype(dtype), f.b.astype(dtype), f.c.astype(dtype), f.ok)
+    g = _Modes(g.poles.astype(dtype), g.b.astype(dtype), g.c.astype(dtype), g.ok)
     nu = jnp.concatenate([f.poles, g.poles])
     factor = _malmquist_factor(nu, discrete)
     n = f.poles.shape[0]
@@ -357,7 +357,23 @@ def _finish(value, result, stable, horizon, throw, systems=()):
     return finish(value, result, stable, horizon, throw, systems)
 
 
-def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Array, ""]:
+@overload
+def h2_norm(
+    sys: AbstractSystem, *, horizon=None, throw: Literal[True] = True
+) -> Real[Array, ""]: ...
+
+
+@overload
+def h2_norm(sys: AbstractSystem, *, horizon=None, throw: Literal[False]) -> Solution: ...
+
+
+@overload
+def h2_norm(
+    sys: AbstractSystem, *, horizon=None, throw: bool = True
+) -> Real[Array, ""] | Solution: ...
+
+
+def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Array, ""] | Solution:
     r"""The h2 norm of an LTI or LQO system (METHOD.md §3).
 
     $$\|\Sigma\|_{h_2}^2 = \sum_{i} \|C A^i B\|_F^2 + \sum_j \sum_{i_1, i_2}
@@ -480,6 +496,31 @@ def _three_term_error_squared(fom, rom, horizon, fom_norm_squared):
     return squared, first_failure(*results), stable
 
 
+@overload
+def h2_error(
+    fom: AbstractSystem,
+    rom: AbstractSystem,
+    *,
+    horizon=None,
+    throw: Literal[True] = True,
+    fom_norm_squared=None,
+    accurate=None,
+) -> Real[Array, ""]: ...
+
+
+@overload
+def h2_error(
+    fom: AbstractSystem,
+    rom: AbstractSystem,
+    *,
+    horizon=None,
+    throw: Literal[False],
+    fom_norm_squared=None,
+    accurate=None,
+) -> Solution: ...
+
+
+@overload
 def h2_error(
     fom: AbstractSystem,
     rom: AbstractSystem,
@@ -488,7 +529,18 @@ def h2_error(
     throw: bool = True,
     fom_norm_squared=None,
     accurate=None,
-):
+) -> Real[Array, ""] | Solution: ...
+
+
+def h2_error(
+    fom: AbstractSystem,
+    rom: AbstractSystem,
+    *,
+    horizon=None,
+    throw: bool = True,
+    fom_norm_squared=None,
+    accurate=None,
+) -> Real[Array, ""] | Solution:
     r"""The h2 norm of the error system, $\|\Sigma - \hat\Sigma\|_{h_2}$ (METHOD.md §4).
 
     $$J = \|\Sigma-\hat\Sigma\|^2 = \langle\Sigma,\Sigma\rangle

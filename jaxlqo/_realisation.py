@@ -48,6 +48,7 @@ def realise(sys: AbstractSystem, caller: str) -> Realisation:
         c = _doubled_rows(sys.C)
         rows = core = None
         if sys.F is not None:
+            assert sys.G is not None  # `F` and `G` are both set or both None
             rows = jnp.concatenate([_doubled_rows(sys.F), _doubled_rows(sys.G)], axis=-2)
             k = sys.F.shape[-2]
             eye = jnp.eye(k, dtype=sys.poles.dtype)

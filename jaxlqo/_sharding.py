@@ -62,7 +62,9 @@ def _num_layers(tree: Any, caller: str) -> int:
             f"sizes {sorted(sizes, key=str)}. Stack the layers with "
             "`jax.tree.map(lambda *x: jnp.stack(x), *layers)`."
         )
-    return sizes.pop()
+    size = sizes.pop()
+    assert size is not None  # a leaf without a leading axis was rejected above
+    return size
 
 
 def _check_mesh(mesh: Mesh, axis: str, layers: int, caller: str) -> None:

@@ -6,6 +6,7 @@ Output (both):                   y = C x + D u + [xᵀ M_1 x, …, xᵀ M_p x]�
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -97,6 +98,13 @@ class AbstractSystem(eqx.Module):
     """
 
     dt: eqx.AbstractVar[float | None]
+
+    if TYPE_CHECKING:
+        # Every concrete system has a feedthrough and an output map. Declared for type
+        # checkers only: an annotation here would make `D` a dataclass field of this base.
+        D: Array
+
+        def output(self, x: Array, u: Array) -> Array: ...
 
     @property
     def is_discrete(self) -> bool:
@@ -302,6 +310,7 @@ class DiagonalLQOSystem(AbstractSystem):
         """`y = Re(C x) + D u + Σ_l Re(F_l x) Re(G_l x)` for one complex state `x` (n,)."""
         y = jnp.real(self.C @ x) + self.D @ u.astype(self.D.dtype)
         if self.F is not None:
+            assert self.G is not None  # `F` and `G` are both set or both None
             y = y + jnp.sum(jnp.real(self.F @ x) * jnp.real(self.G @ x), axis=-1)
         return y
 
@@ -317,6 +326,7 @@ class DiagonalLQOSystem(AbstractSystem):
         C = _realify_rows(self.C)
         M = None
         if self.F is not None:
+            assert self.G is not None  # `F` and `G` are both set or both None
             f, g = _realify_rows(self.F), _realify_rows(self.G)  # (p, k, 2n)
             # Re(f x) Re(g x) = x̃ᵀ ½(f̃ g̃ᵀ + g̃ f̃ᵀ) x̃ with x̃ = [Re x; Im x].
             M = 0.5 * (jnp.einsum("jli,jlk->jik", f, g) + jnp.einsum("jli,jlk->jik", g, f))
