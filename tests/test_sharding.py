@@ -112,11 +112,15 @@ def four_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-        # XLA's concurrency-optimised CPU scheduler deadlocks four oversubscribed virtual
-        # devices on 2 cores in balanced truncation's program (JAX 0.9.2: every device waits,
-        # none computes; found by bisecting the program). It changes the schedule, not values.
+        # Four virtual devices oversubscribing 2 cores can deadlock inside XLA's CPU runtime
+        # (JAX 0.9.2: every thread waits, none computes; seen in balanced truncation under
+        # map_layers and in a plain jit(vmap(hankel_singular_values)) while the machine was
+        # loaded). The concurrency-optimised scheduler and asynchronous dispatch both take
+        # part; with both off, 3 concurrent runs on a loaded machine passed. Neither changes
+        # values, only the order in which the runtime executes the program.
         " --xla_cpu_enable_concurrency_optimized_scheduler=false"
     ).strip()
+    env["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900
