@@ -141,7 +141,7 @@ def _conjugate_halves(poles: np.ndarray, caller: str):
     poles = np.asarray(poles)
     if not np.iscomplexobj(poles):
         return poles.astype(np.float64), np.zeros(0, np.complex128)
-    upper, lower = poles[poles.imag > 0], poles[poles.imag < 0]
+    upper, lower = poles[np.imag(poles) > 0], poles[np.imag(poles) < 0]
     scale = 1.0 + (np.max(np.abs(poles)) if poles.size else 0.0)
     if upper.size != lower.size or not np.allclose(
         np.sort_complex(upper), np.sort_complex(lower.conj()), rtol=0.0, atol=1e-12 * scale
@@ -150,7 +150,7 @@ def _conjugate_halves(poles: np.ndarray, caller: str):
             f"jaxlqo.testing.{caller}: the poles of a real system must be closed under complex "
             f"conjugation; got {poles}."
         )
-    return poles[poles.imag == 0].real.astype(np.float64), np.sort_complex(upper)
+    return np.real(poles[np.imag(poles) == 0]).astype(np.float64), np.sort_complex(upper)
 
 
 def _real_matrix_from_poles(rng, poles: np.ndarray, cond: float, caller: str) -> np.ndarray:
@@ -205,15 +205,15 @@ def _draw_poles(
         radius = st.floats(min_radius, max_radius, allow_nan=False, allow_infinity=False)
         angle = st.floats(0.0, math.pi, allow_nan=False, allow_infinity=False)
 
-        def pair():
+        def pair() -> complex:
             r, t = draw(radius), draw(angle)
             return r * complex(math.cos(t), math.sin(t))
 
-        def real():
+        def real() -> float:
             r = draw(radius)
             return -r if draw(st.booleans()) else r
 
-        def free():
+        def free() -> complex:
             r, t = draw(radius), draw(angle)
             return r * complex(math.cos(t), -math.sin(t) if draw(st.booleans()) else math.sin(t))
 
@@ -221,13 +221,13 @@ def _draw_poles(
         decay = st.floats(min_decay, max_decay, allow_nan=False, allow_infinity=False)
         frequency = st.floats(0.0, max_frequency, allow_nan=False, allow_infinity=False)
 
-        def pair():
+        def pair() -> complex:
             return complex(-draw(decay), draw(frequency))
 
-        def real():
+        def real() -> float:
             return -draw(decay)
 
-        def free():
+        def free() -> complex:
             w = draw(frequency)
             return complex(-draw(decay), -w if draw(st.booleans()) else w)
 

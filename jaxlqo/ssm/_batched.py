@@ -41,4 +41,6 @@ def batched_logits(
     s = jnp.moveaxis(model.encode_batch(inputs), 1, 0)
     for layer in model.layers:
         s = layer.forward_batch(s, parallel=parallel)
-    return jnp.mean(s, axis=0) @ model.head.weight.T + model.head.bias
+    bias = model.head.bias
+    assert bias is not None  # DeepSSM's head is an `eqx.nn.Linear` with a bias
+    return jnp.mean(s, axis=0) @ model.head.weight.T + bias

@@ -61,10 +61,11 @@ def split_directions(sys: DiagonalLQOSystem) -> tuple[DiagonalLQOSystem, Diagona
     **Returns:** `(forward, backward)`, two systems with `q` outputs each.
     """
     q = _check_stacked(sys, "split_directions")
-    return tuple(
-        DiagonalLQOSystem(sys.poles, sys.B, sys.C[rows], sys.D[rows], dt=sys.dt)
-        for rows in (slice(None, q), slice(q, None))
-    )
+
+    def block(rows: slice) -> DiagonalLQOSystem:
+        return DiagonalLQOSystem(sys.poles, sys.B, sys.C[rows], sys.D[rows], dt=sys.dt)
+
+    return block(slice(None, q)), block(slice(q, None))
 
 
 def simulate_bidirectional(sys: DiagonalLQOSystem, u: Array) -> Array:

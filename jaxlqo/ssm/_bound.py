@@ -60,6 +60,8 @@ The bound is computed from the *full* model's trajectory and the layerwise h2 qu
 amplified by every later layer) are [`jaxlqo.ssm.bound_weights`][].
 """
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array
@@ -74,7 +76,7 @@ def linear_part(sys: DiagonalLQOSystem) -> DiagonalLQOSystem:
     return DiagonalLQOSystem(sys.poles, sys.B, sys.C, dt=sys.dt)
 
 
-def quadratic_part(sys: DiagonalLQOSystem) -> DiagonalLQOSystem:
+def quadratic_part(sys: DiagonalLQOSystem) -> DiagonalLQOSystem | None:
     """The quadratic readout only (`C = 0`, `D = 0`); `None` if the system has none."""
     if sys.F is None:
         return None
@@ -101,15 +103,15 @@ def layer_quantities(full: DiagonalLQOSystem, reduced: DiagonalLQOSystem, horizo
     lin_full, lin_red = linear_part(full), linear_part(reduced)
     quad_full, quad_red = quadratic_part(full), quadratic_part(reduced)
     dtype = jnp.real(full.B).dtype
-    if quad_full is None and quad_red is None:
-        quad_err = quad_norm = jnp.zeros((), dtype)
-    elif quad_red is None:
-        quad_err, quad_norm = h2_norm(quad_full, horizon=horizon), jnp.zeros((), dtype)
-    elif quad_full is None:
-        quad_err = quad_norm = h2_norm(quad_red, horizon=horizon)
-    else:
+    if quad_full is not None and quad_red is not None:
         quad_err = h2_error(quad_full, quad_red, horizon=horizon)
         quad_norm = h2_norm(quad_red, horizon=horizon)
+    elif quad_full is not None:
+        quad_err, quad_norm = h2_norm(quad_full, horizon=horizon), jnp.zeros((), dtype)
+    elif quad_red is not None:
+        quad_err = quad_norm = h2_norm(quad_red, horizon=horizon)
+    else:
+        quad_err = quad_norm = jnp.zeros((), dtype)
     return LayerQuantities(
         h2_error(lin_full, lin_red, horizon=horizon),
         quad_err,
@@ -129,7 +131,12 @@ def _window_norm(x: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
-def bound_from_quantities(trajectory, quantities, norms, whitened=None) -> Array:
+def bound_from_quantities(
+    trajectory,
+    quantities,
+    norms,
+    whitened: Sequence[tuple[LayerQuantities, Array] | None] | None = None,
+) -> Array | None:
     """The theorem's recursion for one input sequence.
 
     **Arguments:**
@@ -142,7 +149,8 @@ def bound_from_quantities(trajectory, quantities, norms, whitened=None) -> Array
     - `whitened`: optional list of `(quantities with input factor R_i, R_i⁻¹)` per layer,
         for the input-whitened refinement of the reduction term.
 
-    **Returns:** `(L,)` the bound `ε^ξ_k` on `‖s_out,k − ŝ_out,k‖` for every step.
+    **Returns:** `(L,)` the bound `ε^ξ_k` on `‖s_out,k − ŝ_out,k‖` for every step (`None`
+    for no layers).
     """
     eps_prev = None
     whitened = [None] * len(quantities) if whitened is None else whitened

@@ -245,6 +245,7 @@ def _rounding(resp: BlockResponse, s_norm: Array, kappa_eps) -> Array:
     """`ν_k`: a bound on the rounding error of one computed block output (see module docs)."""
     mag = _conv(resp.linear_abs, s_norm)
     if resp.f_abs is not None:
+        assert resp.g_abs is not None  # both readouts are set or both None
         mf, mg = _conv(resp.f_abs, s_norm), _conv(resp.g_abs, s_norm)
         mag = mag + _safe_norm(jnp.sum(mf * mg, axis=-1), axis=-1)
     return kappa_eps * mag
@@ -343,6 +344,10 @@ def _h2_local(rf: BlockResponse, rr: BlockResponse, s: Array, kappa_eps):
     vec = op * past + d_op * s_norm
     chan = row * past[:, None] + d_row[None] * s_norm[:, None]
     if rf.f is not None:
+        # Both blocks have a quadratic readout (the compressed layer keeps its rank).
+        assert rf.g is not None and rf.f_abs is not None and rf.g_abs is not None
+        assert rr.f is not None and rr.g is not None
+        assert rr.f_abs is not None and rr.g_abs is not None
 
         def wnorm(x):  # window norm over lags 1..k and the input dim: (L, H, q)
             return jnp.sqrt(jnp.cumsum(jnp.sum(x**2, axis=-1), axis=0))
@@ -395,6 +400,7 @@ def _chain(
         lin_v = _conv(gains.op, e_prev)  # (L,)
         quad_c = jnp.zeros_like(lin_c)
         if gains.f_row is not None:
+            assert gains.g_row is not None  # both readouts are set or both None
             phi = _conv(gains.f_row, e_prev)  # (L, H, q)
             gam = _conv(gains.g_row, e_prev)
             fx = jnp.real(jnp.einsum("cqn,kn->kcq", rsys.F, x_red))
@@ -475,9 +481,12 @@ def _chain(
     w_r, b_r = compressed.head.weight, compressed.head.bias
     e0 = (w - w_r) @ s_bar
     if b is not None:
+        assert b_r is not None  # the compressed model keeps the head as it is
         e0 = e0 + b - b_r
     e_exact = e0 + w_r @ pooled_exact
-    head_slack = kappa_eps * (jnp.abs(w) @ jnp.abs(s_bar) + jnp.abs(w_r) @ jnp.abs(s_bar) + 1.0)
+    head_slack: Array = kappa_eps * (
+        jnp.abs(w) @ jnp.abs(s_bar) + jnp.abs(w_r) @ jnp.abs(s_bar) + 1.0
+    )
     row_norms = jnp.linalg.norm(w_r, axis=-1)
     logit_bound = (
         jnp.minimum(jnp.abs(e_exact) + row_norms * r_bar, jnp.abs(e0) + row_norms * pooled)

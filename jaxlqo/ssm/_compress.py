@@ -294,10 +294,10 @@ def bound_report(
         "certified": float(out["certified"].mean()),
     }
     if labels is not None:
-        labels = np.asarray(labels)
+        label_ids = np.asarray(labels)
         predicted = out["predicted"]
-        full_correct = np.asarray(jnp.argmax(trajectory.logits, axis=-1)) == labels
-        report["accuracy"] = float(np.mean(predicted == labels))
+        full_correct = np.asarray(jnp.argmax(trajectory.logits, axis=-1)) == label_ids
+        report["accuracy"] = float(np.mean(predicted == label_ids))
         report["certified_correct"] = float(np.mean(out["certified"] & full_correct))
     return report
 
@@ -463,6 +463,7 @@ def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSyst
     """
     root, inverse_root = roots
     rom, _ = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon)
+    assert isinstance(rom, DiagonalLQOSystem)  # a diagonal system reduces to a diagonal one
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
     return with_input_factor(rom, inverse_root)
 
@@ -599,8 +600,10 @@ def compress(
         return _compress_by_matching(model, ranks, calibration, horizon, max_steps, slots)
     moments = splits = None
     if method.endswith("-input"):
+        assert calibration is not None  # checked above (_NEEDS_CALIBRATION)
         moments = layer_input_second_moments(model, calibration)
     if method.startswith("bound"):
+        assert calibration is not None  # checked above (_NEEDS_CALIBRATION)
         alpha, beta = bound_weights(model, calibration, horizon=horizon)
         # Only the ratio matters per layer; normalise so the objective is O(error).
         splits = [jnp.stack([a, b]) / (a + b) for a, b in zip(alpha, beta, strict=True)]

@@ -55,12 +55,14 @@ def load_digits_sequences(seed: int = 0, *, test_fraction: float = 0.2) -> dict:
         )
     try:
         from sklearn.datasets import load_digits
+        from sklearn.utils import Bunch
     except ImportError as e:
         raise ImportError(
             "load_digits_sequences needs scikit-learn (it ships the 8×8 digits data set); "
             "install it with `pip install 'jaxlqo[ssm]'` or `pip install scikit-learn`."
         ) from e
     digits = load_digits()
+    assert isinstance(digits, Bunch)  # not `(X, y)`: that needs `return_X_y=True`
     images = np.asarray(digits.images, dtype=np.float64) / 16.0  # (1797, 8, 8)
     labels = np.asarray(digits.target, dtype=np.int32)
     train, test = _split_stratified(labels, test_fraction, seed)
@@ -107,7 +109,7 @@ def _find(root: pathlib.Path, stem: str) -> pathlib.Path:
 def load_fashion_mnist_sequences(
     *,
     pool: int = 2,
-    root: os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
     max_train: int | None = None,
     max_test: int | None = None,
 ) -> dict:

@@ -121,7 +121,7 @@ def _layer_form(sys, bidirectional, caller):
 
 def _pairs(z: np.ndarray) -> np.ndarray:
     """A complex array as real `(..., 2)`: the real and imaginary parts on the last axis."""
-    return np.stack([z.real, z.imag], axis=-1)
+    return np.stack([np.real(z), np.imag(z)], axis=-1)
 
 
 def system_to_s5(
@@ -281,5 +281,5 @@ def system_to_lru(sys: DiagonalLQOSystem, *, gamma: bool = True) -> dict:
         normalisation = np.sqrt(1 - modulus**2)
         out["gamma_log"] = np.log(normalisation)
         b = b / normalisation[:, None]
-    out.update(B_re=b.real, B_im=b.imag, C_re=c.real, C_im=c.imag, D=d)
+    out.update(B_re=np.real(b), B_im=np.imag(b), C_re=np.real(c), C_im=np.imag(c), D=d)
     return {k: np.asarray(v).astype(rdtype) for k, v in out.items()}

@@ -15,6 +15,7 @@ mean-pooled linear classification head.
 import functools
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -83,7 +84,7 @@ def _lru_init(key, H, n, quad_rank, r_min, r_max, max_phase, dtype) -> dict:
         "log_decay": jnp.log(-0.5 * jnp.log(modulus_sq)),
         "angle": max_phase * uniform[1],
     }
-    shapes = {"B": (n, H), "C": (H, n)}
+    shapes: dict[str, tuple[int, ...]] = {"B": (n, H), "C": (H, n)}
     if quad_rank > 0:
         shapes.update(F=(H, quad_rank, n), G=(H, quad_rank, n))
     sizes = [2 * math.prod(shape) for shape in shapes.values()] + [H * H]
@@ -226,6 +227,8 @@ class SSMLayer(eqx.Module):
         """
         F = G = None
         if self.F_re is not None:
+            # The four quadratic-readout arrays are all set or all None.
+            assert self.F_im is not None and self.G_re is not None and self.G_im is not None
             F = lax.complex(self.F_re, self.F_im)
             G = lax.complex(self.G_re, self.G_im)
         return DiagonalLQOSystem(
@@ -324,6 +327,7 @@ class SSMLayer(eqx.Module):
 
         layer = eqx.tree_at(where, skeleton, leaves)
         if q > 0:
+            assert system.F is not None and system.G is not None  # q > 0: a quadratic readout
             layer = eqx.tree_at(
                 lambda l: (l.F_re, l.F_im, l.G_re, l.G_im),
                 layer,
@@ -373,8 +377,10 @@ class SSMLayer(eqx.Module):
         variance = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
         out = (v - mean) * lax.rsqrt(variance + norm.eps)
         if norm.use_weight:
+            assert norm.weight is not None  # eqx.nn.LayerNorm sets it when `use_weight`
             out = out * norm.weight
         if norm.use_bias:
+            assert norm.bias is not None  # eqx.nn.LayerNorm sets it when `use_bias`
             out = out + norm.bias
         return out.reshape(L, N, H)
 
@@ -396,6 +402,12 @@ class SSMLayer(eqx.Module):
         s = _as_model_input(s, self.dtype, "s", "SSMLayer")
         _check_ndim(s, (None, self.H), "s", "SSMLayer", f"(L, H) with H = {self.H}")
         return self.forward_batch(s[:, None, :])[:, 0, :]
+
+
+def _linear_size(size: int | Literal["scalar"]) -> int:
+    """A size of an `eqx.nn.Linear` built here: always an int, never `"scalar"`."""
+    assert size != "scalar"
+    return size
 
 
 def _per_layer(value, layers: int, name: str) -> tuple:
@@ -513,17 +525,19 @@ class DeepSSM(eqx.Module):
 
     @property
     def d_in(self) -> int:
-        return 1 if self.vocab_size is not None else self.encoder.in_features
+        if isinstance(self.encoder, eqx.nn.Embedding):  # a token model (`vocab_size` set)
+            return 1
+        return _linear_size(self.encoder.in_features)
 
     @property
     def H(self) -> int:
-        if self.vocab_size is not None:
+        if isinstance(self.encoder, eqx.nn.Embedding):
             return self.encoder.embedding_size
-        return self.encoder.out_features
+        return _linear_size(self.encoder.out_features)
 
     @property
     def n_classes(self) -> int:
-        return self.head.out_features
+        return _linear_size(self.head.out_features)
 
     @property
     def dtype(self):
@@ -570,7 +584,7 @@ class DeepSSM(eqx.Module):
             "DeepSSM.encode_batch",
             f"(N, L, d_in) with d_in = {self.d_in}",
         )
-        if self.vocab_size is not None:
+        if isinstance(self.encoder, eqx.nn.Embedding):  # a token model (`vocab_size` set)
             # Token ids held as reals; rounding guards against ids computed in floating point.
             tokens = jnp.round(inputs[..., 0]).astype(jnp.int32)
             return jnp.take(self.encoder.weight, tokens, axis=0, mode="clip")

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from jaxtyping import Array
 
 from .._gramians import hankel_singular_values
@@ -59,6 +60,7 @@ def _gains(sys: DiagonalLQOSystem) -> tuple[Array, Array, Array]:
     b = jnp.sum(jnp.abs(sys.B) ** 2, axis=1)
     c = jnp.sum(jnp.abs(sys.C) ** 2, axis=0)
     if sys.F is not None:
+        assert sys.G is not None  # `F` and `G` are both set or both None
         c = (
             c
             + jnp.sum(jnp.abs(sys.F) ** 2, axis=(0, 1))
@@ -85,9 +87,9 @@ class H2ModeScore(AbstractModeScore):
 
 def normalised_scores(scores: Array) -> tuple[np.ndarray, np.ndarray]:
     """`(order, η)`: the descending order of `scores` and `η_(j) = s_(j) / Σ_{k≤j} s_(k)`."""
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
+    values = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-values, kind="stable")
+    sorted_scores = values[order]
     cumulative = np.cumsum(sorted_scores)
     eta = np.where(cumulative > 0, sorted_scores / np.where(cumulative > 0, cumulative, 1), 0.0)
     return order, eta
@@ -123,7 +125,7 @@ def _check_budget(budget, orders, minimum, caller):
         )
 
 
-def prune_system(sys: DiagonalLQOSystem, keep: Array) -> DiagonalLQOSystem:
+def prune_system(sys: DiagonalLQOSystem, keep: ArrayLike) -> DiagonalLQOSystem:
     """The block restricted to the modes `keep` (indices): poles, `B` rows, readout columns."""
     keep = jnp.asarray(keep)
     return DiagonalLQOSystem(

@@ -9,6 +9,7 @@ the caller's own code loads the new tree (with `P'` states in its SSM config) an
 
 import collections.abc
 from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -27,6 +28,15 @@ from ._import import layer_prefixes, load_params, system_from_lru, system_from_s
 #: (`bound`, `bound-input` and `match` need a [`jaxlqo.ssm.DeepSSM`][]: the whole model's
 #: trajectory, not only its SSM parameters.)
 PARAMETER_METHODS = ("modal", "bt", "tlh2", "h2", "bt-input", "h2-input")
+
+
+class _S5Settings(TypedDict):
+    """The S5 model's settings, shared by `system_from_s5` and `system_to_s5`."""
+
+    conj_sym: bool
+    discretization: str
+    step_rescale: float
+    clip_eigs: bool
 
 
 # Compiled: eager dispatch of the closed forms costs more than one compilation per shape.
@@ -236,7 +246,7 @@ def compress_s5(
     [`jaxlqo.simulate`][] of one equals the new parameters' forward pass).
     """
     caller = "compress_s5"
-    settings = dict(
+    settings = _S5Settings(
         conj_sym=conj_sym,
         discretization=discretization,
         step_rescale=step_rescale,
