@@ -188,9 +188,10 @@ def _real_to_complex_schur(t: Array) -> tuple[Array, _Rotations | None]:
     half = (a - d) / 2
     mu = half.astype(cdtype) + jnp.sqrt((half**2 + b * c).astype(cdtype))  # λ − t_k+1,k+1
     norm = jnp.sqrt(jnp.abs(mu) ** 2 + c**2)
-    norm = jnp.where(pair, norm, 1.0)
-    cos = jnp.where(pair, mu / norm.astype(cdtype), 1.0)
-    sin = jnp.where(pair, c / norm, 0.0).astype(cdtype)
+    # jnp.asarray: the three-argument `where` is typed as if it could return a tuple.
+    norm = jnp.asarray(jnp.where(pair, norm, 1.0))
+    cos = jnp.asarray(jnp.where(pair, mu / norm.astype(cdtype), 1.0))
+    sin = jnp.asarray(jnp.where(pair, c / norm, 0.0)).astype(cdtype)
     diagonal = 1 + jnp.pad(cos - 1, (0, 1)) + jnp.pad(jnp.conj(cos) - 1, (1, 0))
     rotations = _Rotations(diagonal, -sin, sin)
     tc = rotations.adjoint().left(rotations.right(t.astype(cdtype)))
