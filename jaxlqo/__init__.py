@@ -1,6 +1,6 @@
 """jaxlqo: differentiable control theory for linear and linear-quadratic-output systems in JAX."""
 
-from . import compat as compat, testing as testing
+from . import compat as compat
 from ._gramians import (
     controllability_gramian as controllability_gramian,
     hankel_singular_values as hankel_singular_values,
@@ -51,7 +51,31 @@ from ._systems import (
     LQOSystem as LQOSystem,
 )
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    # One source of truth: the version in pyproject.toml, as installed.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jaxlqo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _package_version()
+
+
+def __getattr__(name: str):
+    # `jaxlqo.testing` (hypothesis strategies) is imported on first use, so `import jaxlqo`
+    # does not import hypothesis.
+    if name == "testing":
+        import importlib
+
+        module = importlib.import_module(".testing", __name__)
+        globals()["testing"] = module
+        return module
+    raise AttributeError(f"module 'jaxlqo' has no attribute {name!r}")
+
 
 from jaxlib.version import __version__ as _jaxlib_version  # noqa: E402
 

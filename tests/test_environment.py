@@ -38,3 +38,27 @@ def test_known_deadlocking_jaxlib_versions_warn():
         assert warn_if_deadlocking_jaxlib("0.10.2")
     assert not warn_if_deadlocking_jaxlib("0.9.2")
     assert not warn_if_deadlocking_jaxlib("0.11.1")
+
+
+def test_import_is_light_and_the_version_comes_from_the_metadata():
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, jaxlqo; assert 'hypothesis' not in sys.modules, 'hypothesis imported'; "
+        "jaxlqo.testing.lqo_systems; assert 'hypothesis' in sys.modules; "
+        "import jaxlqo.testing as t; assert t is jaxlqo.testing; print(jaxlqo.__version__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == importlib.metadata.version("jaxlqo")
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import pytest
+
+    import jaxlqo
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        jaxlqo.no_such_name  # noqa: B018
