@@ -374,7 +374,7 @@ def h2_norm(
 
 
 def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Array, ""] | Solution:
-    r"""The h2 norm of an LTI or LQO system (METHOD.md §3).
+    r"""The h2 norm of an LTI or LQO system (derivation: docs/h2.md).
 
     $$\|\Sigma\|_{h_2}^2 = \sum_{i} \|C A^i B\|_F^2 + \sum_j \sum_{i_1, i_2}
       \|B^\top (A^\top)^{i_1} M_j A^{i_2} B\|_F^2 = \operatorname{tr}(C P C^\top)
@@ -541,7 +541,7 @@ def h2_error(
     fom_norm_squared=None,
     accurate=None,
 ) -> Real[Array, ""] | Solution:
-    r"""The h2 norm of the error system, $\|\Sigma - \hat\Sigma\|_{h_2}$ (METHOD.md §4).
+    r"""The h2 norm of the error system, $\|\Sigma - \hat\Sigma\|_{h_2}$ (docs/h2.md).
 
     $$J = \|\Sigma-\hat\Sigma\|^2 = \langle\Sigma,\Sigma\rangle
       + \langle\hat\Sigma,\hat\Sigma\rangle - 2\langle\Sigma,\hat\Sigma\rangle,\quad
@@ -608,7 +608,7 @@ def h2_error(
 def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
     r"""The analytic gradient of $J = \|\Sigma - \hat\Sigma\|_{h_2}^2$ with respect to a dense rom.
 
-    Discrete time (METHOD.md §4), with `X = A X Âᵀ + B B̂ᵀ`, `P̂ = Â P̂ Âᵀ + B̂ B̂ᵀ` and
+    Discrete time (docs/gradient.md), with `X = A X Âᵀ + B B̂ᵀ`, `P̂ = Â P̂ Âᵀ + B̂ B̂ᵀ` and
 
     $$\tilde Q = \hat A^\top \tilde Q \hat A + \hat C^\top \hat C
       + 2\sum_j \hat M_j \hat P \hat M_j,

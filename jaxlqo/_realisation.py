@@ -12,7 +12,7 @@ the diagonal system with poles `[λ; λ̄]` and state `x_c = [x; x̄] = T [Re x;
 system `[Re x; Im x]`, so every norm, Gramian eigenvalue and Hankel singular value agrees with
 `sys.to_dense()`, while the state matrix stays diagonal (closed-form solves).
 
-With this form, the h2 inner product of two systems is (METHOD.md §3-4)
+With this form, the h2 inner product of two systems is (docs/h2.md)
 
     ⟨Σ₁, Σ₂⟩ = Re tr(C₁ X C₂ᴴ) + Σ_j Re tr(S₁ⱼ Πⱼ S₂ⱼ Πⱼᴴ) (+ tr(D₁ D₂ᵀ) in discrete time),
     X = Σ_k x₁ₖ x₂ₖᴴ (a Stein/Sylvester equation),  Πⱼ = W₁ⱼ X W₂ⱼᴴ.
