@@ -16,6 +16,7 @@ form [`to_dense`][jaxlqo.DiagonalLQOSystem.to_dense] (state `[Re x; Im x]`, `2n`
 import math
 
 import jax
+import jax.core
 import numpy as np
 
 from ._systems import AbstractSystem, LQOSystem
@@ -125,6 +126,7 @@ def from_control(sys, *, dtype=None) -> LQOSystem:
         )
     if not isinstance(sys, control.StateSpace):
         sys = control.ss(sys)
+        assert isinstance(sys, control.StateSpace)  # `ss` of an LTI system (not an IO system)
     dt = _external_dt(sys.dt, caller, "python-control")
     return _jaxlqo_system(sys.A, sys.B, sys.C, sys.D, dt, dtype, caller)
 
@@ -179,7 +181,9 @@ def from_scipy(sys, *, dtype=None) -> LQOSystem:
             + (" For a python-control system use `lqo.from_control`." if _is_control(sys) else "")
         )
     if not isinstance(sys, signal.StateSpace):
-        sys = sys.to_ss()
+        # Every concrete `lti`/`dlti` (a TransferFunction or ZerosPolesGain) has `to_ss`; the
+        # base classes do not declare it.
+        sys = sys.to_ss()  # pyright: ignore[reportAttributeAccessIssue]
     dt = _external_dt(getattr(sys, "dt", None), caller, "scipy.signal")
     return _jaxlqo_system(sys.A, sys.B, sys.C, sys.D, dt, dtype, caller)
 

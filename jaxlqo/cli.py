@@ -13,13 +13,14 @@ import os
 import pathlib
 import sys
 import time
+from typing import Any
 
 
 class UserError(Exception):
     """A mistake in the command line or its environment: reported as one line, exit code 2."""
 
 
-def _parse_list(text: str, name: str, kind=str) -> list:
+def _parse_list(text: str, name: str, kind: type = str) -> list:
     """A comma-separated list, every item converted by `kind`; a clear error otherwise."""
     items = [x.strip() for x in text.split(",")]
     if not text.strip() or any(not x for x in items):
@@ -64,7 +65,8 @@ _BUNDLED = ("digits", "fashion_mnist", "bbc_news")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxlqo", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None  # None under `python -OO`
+    parser = _Parser(prog="jaxlqo", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser(
         "compress",
@@ -331,7 +333,9 @@ def compress_main(args) -> list[dict]:
             # compiled evaluation, error and bound (same outputs, see ssm.pad_layers).
             padded = ssm.pad_layers(compressed, slots)
             if args.no_bound:
-                report = dict.fromkeys(("bound", "trivial_bound", "logit_bound", "certified"))
+                report: dict[str, Any] = dict.fromkeys(
+                    ("bound", "trivial_bound", "logit_bound", "certified")
+                )
                 report["accuracy"] = ssm.evaluate(padded, test_x, test_y)
                 report["output_error"] = float(jnp.max(ssm.output_error(model, padded, test_x)))
             else:

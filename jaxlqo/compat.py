@@ -61,8 +61,10 @@ import numbers
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 from ._gramians import (
     controllability_gramian,
@@ -238,6 +240,8 @@ def _lyapunov_arguments(caller: str, A, Q, C, E, method):
             "not both."
         )
     A, Q, C, E = _matrices(caller, A=A, Q=Q, C=C, E=E)
+    if A is None or Q is None:
+        raise ArgumentError(f"{caller}: `A` and `Q` must be matrices; got None.")
     _check_square(A, caller)
     return A, Q, C, E
 
@@ -294,7 +298,7 @@ def _upper_factor(w):
     w = 0.5 * (w + w.conj().T)
     cholesky = jnp.linalg.cholesky(w).conj().T
     r = jnp.linalg.qr(psd_sqrt_factor(w).conj().T, mode="r")
-    d = jnp.diagonal(r)
+    d: Array = jnp.diagonal(r)  # (jax's stub leaves `diagonal` unannotated)
     magnitude = jnp.abs(d)
     phase = jnp.where(magnitude > 0, d / jnp.where(magnitude > 0, magnitude, 1).astype(d.dtype), 1)
     r = jnp.conj(phase)[:, None] * r
@@ -403,6 +407,8 @@ def ss(A, B, C, D=0, dt=0) -> LQOSystem:
     caller = "ss"
     dt = _external_dt(dt, caller, "python-control-style")
     A, B, C = _matrices(caller, A=A, B=B, C=C)
+    if A is None or B is None or C is None:
+        raise ArgumentError(f"{caller}: `A`, `B` and `C` must be matrices; got None.")
     D = as_inexact_array(D, "D", caller)
     if D.ndim == 0:
         D = jnp.full((C.shape[0], B.shape[1]), D, dtype=D.dtype)

@@ -62,6 +62,7 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
     """
     rows = core = None
     if sys.F is not None:
+        assert sys.G is not None  # `F` and `G` are both set or both None
         rows = jnp.concatenate([sys.F, sys.G], axis=-2)
         k = sys.F.shape[-2]
         eye = jnp.eye(k, dtype=sys.poles.dtype)
@@ -107,6 +108,7 @@ def _realified_to_diagonal(sys: DiagonalLQOSystem, rom: LQOSystem, t: Array, r: 
 def _pad_quadratic(sys: DiagonalLQOSystem, k: int) -> DiagonalLQOSystem:
     if sys.F is None or sys.F.shape[-2] == k:
         return sys
+    assert sys.G is not None  # `F` and `G` are both set or both None
     pad = [(0, 0), (0, k - sys.F.shape[-2]), (0, 0)]
     return DiagonalLQOSystem(
         sys.poles, sys.B, sys.C, sys.D, F=jnp.pad(sys.F, pad), G=jnp.pad(sys.G, pad), dt=sys.dt

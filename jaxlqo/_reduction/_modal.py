@@ -78,7 +78,7 @@ def modal_form(sys: LQOSystem, r: int, *, check: bool = False):
     """
     a = sys.A
     mu, v = jnp.linalg.eig(a)
-    u = jnp.linalg.inv(v)
+    u: Array = jnp.linalg.inv(v)  # (jax's jit-wrapped `inv` is untyped)
     if check:
         u = eqx.error_if(
             u,

@@ -17,6 +17,7 @@ import numbers
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -148,7 +149,7 @@ def _weighted(r: Realisation, factor: Array | None) -> Realisation:
     return r if factor is None else r._replace(b=r.b @ factor.astype(r.b.dtype))
 
 
-def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart]:
+def _schur_coordinates(r: Realisation) -> tuple[Realisation, BartelsStewart | None]:
     """A dense fom in complex Schur coordinates, factorised once for the whole optimisation.
 
     `A = U T Uᴴ`: the state `Uᴴ x` has the triangular `T`, so each cross-Gramian solve with the
@@ -408,7 +409,8 @@ def _check_steps(max_steps, tol, caller: str) -> tuple[int, float]:
             f"{caller}: `max_steps` must be an int ≥ 0 (the number of L-BFGS steps; 0 returns the "
             f"initial model); got {max_steps!r}."
         )
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < math.inf):
+    # `not (0 <= tol < inf)`, written with `<` alone: `numbers.Real` declares no `__ge__`.
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or tol < 0 or not tol < math.inf:
         raise ValueError(f"{caller}: `tol` must be a finite number ≥ 0; got {tol!r}.")
     return int(max_steps), float(tol)
 
@@ -615,7 +617,8 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
 
     best, converged, stats = _minimise(objective, params0, max_steps, tol)
     finite = stats.pop("finite")
-    rom = LQOSystem(*best, init.D, dt=init.dt)
+    a, b, c, m = best
+    rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
     stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
     result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
@@ -624,6 +627,7 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
 def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -> Solution:
     """TLH2 in the diagonal class: poles `μ` free in ℂ (no stability map), readout ranks kept."""
     rom0 = balanced_truncation(fom, r, horizon=horizon)[0] if init is None else init
+    assert isinstance(rom0, DiagonalLQOSystem)  # BT of a diagonal fom; `init` is checked by tlh2
     p = parameters_from(rom0, jnp.ones(r, rom0.D.dtype))
     params0 = ModalParameters(
         jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False
