@@ -253,7 +253,7 @@ def finish(value, result, stable, horizon, throw, systems=()):
     return Solution(value=value, result=result, stats={})
 
 
-def _to_real_coordinates(sys: AbstractSystem, g: Array, kind: str) -> Array:
+def gramian_to_real_coordinates(sys: AbstractSystem, g: Array, kind: str) -> Array:
     """Gramians of the realisation in the coordinates of `sys.to_dense()` (state [Re x; Im x])."""
     if not isinstance(sys, DiagonalLQOSystem):
         return g
@@ -288,7 +288,7 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = realise(sys, caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
-    p = _to_real_coordinates(sys, p, "controllability")
+    p = gramian_to_real_coordinates(sys, p, "controllability")
     return finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
@@ -307,7 +307,7 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = realise(sys, caller)
     _, q, result = realisation_gramians(r, horizon)
-    q = _to_real_coordinates(sys, q, "observability")
+    q = gramian_to_real_coordinates(sys, q, "observability")
     return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 

@@ -43,7 +43,7 @@ def _import_signal(caller: str):
     return signal
 
 
-def _external_dt(dt, caller: str, library: str):
+def external_dt(dt, caller: str, library: str):
     """A python-control / SciPy `dt` as a jaxlqo `dt`: `None` (continuous) or a positive float."""
     if dt is None:
         return None
@@ -122,12 +122,12 @@ def from_control(sys, *, dtype=None) -> LQOSystem:
         raise TypeError(
             f"{caller}: `sys` must be a python-control system (`control.ss(...)`); got "
             f"{type(sys).__name__}."
-            + (" For a scipy.signal system use `lqo.from_scipy`." if _is_scipy(sys) else "")
+            + (" For a scipy.signal system use `lqo.from_scipy`." if is_scipy_system(sys) else "")
         )
     if not isinstance(sys, control.StateSpace):
         sys = control.ss(sys)
         assert isinstance(sys, control.StateSpace)  # `ss` of an LTI system (not an IO system)
-    dt = _external_dt(sys.dt, caller, "python-control")
+    dt = external_dt(sys.dt, caller, "python-control")
     return _jaxlqo_system(sys.A, sys.B, sys.C, sys.D, dt, dtype, caller)
 
 
@@ -155,7 +155,7 @@ def to_control(sys: AbstractSystem, *, drop_quadratic: bool = False):
     return control.ss(A, B, C, D, 0 if sys.dt is None else sys.dt)
 
 
-def _is_scipy(sys) -> bool:
+def is_scipy_system(sys) -> bool:
     return type(sys).__module__.startswith("scipy.signal")
 
 
@@ -178,17 +178,21 @@ def from_scipy(sys, *, dtype=None) -> LQOSystem:
         raise TypeError(
             f"{caller}: `sys` must be a scipy.signal `lti`/`dlti` system (e.g. "
             f"`scipy.signal.StateSpace(A, B, C, D, dt=...)`); got {type(sys).__name__}."
-            + (" For a python-control system use `lqo.from_control`." if _is_control(sys) else "")
+            + (
+                " For a python-control system use `lqo.from_control`."
+                if is_control_system(sys)
+                else ""
+            )
         )
     if not isinstance(sys, signal.StateSpace):
         # Every concrete `lti`/`dlti` (a TransferFunction or ZerosPolesGain) has `to_ss`; the
         # base classes do not declare it.
         sys = sys.to_ss()  # pyright: ignore[reportAttributeAccessIssue]
-    dt = _external_dt(getattr(sys, "dt", None), caller, "scipy.signal")
+    dt = external_dt(getattr(sys, "dt", None), caller, "scipy.signal")
     return _jaxlqo_system(sys.A, sys.B, sys.C, sys.D, dt, dtype, caller)
 
 
-def _is_control(sys) -> bool:
+def is_control_system(sys) -> bool:
     return type(sys).__module__.startswith("control.")
 
 

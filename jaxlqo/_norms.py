@@ -21,7 +21,7 @@ from ._gramians import (
     realisation_gramians,
     solve_gramian_equation,
 )
-from ._matrix_equations._solvers import _separation_ok
+from ._matrix_equations._solvers import eigenvalues_separated
 from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation, realise
 from ._solution import RESULTS, Solution
@@ -123,7 +123,7 @@ def diagonal_inner_product(s1: DiagonalLQOSystem, s2: DiagonalLQOSystem, horizon
     lam, mu = s1.poles.astype(dtype), s2.poles.astype(dtype)
     # The same checks as the solver path: finite input, a solvable equation.
     lam_c, mu_c = lax.stop_gradient((lam, jnp.concatenate([jnp.conj(mu), mu])))
-    solvable = _separation_ok(lam_c, mu_c, s1.is_discrete)
+    solvable = eigenvalues_separated(lam_c, mu_c, s1.is_discrete)
     finite = jnp.array(True)
     for x in (s1.poles, s1.B, s1.C, s2.poles, s2.B, s2.C):
         finite = finite & jnp.isfinite(lax.stop_gradient(x)).all()
@@ -295,7 +295,7 @@ def accurate_error_squared(f: _Modes, g: _Modes, discrete: bool, horizon) -> Arr
     return squared
 
 
-def _accurate_by_default(fom: AbstractSystem, rom: AbstractSystem, accurate, caller: str) -> bool:
+def use_accurate_form(fom: AbstractSystem, rom: AbstractSystem, accurate, caller: str) -> bool:
     """Static dispatch: the sum-of-squares form for LTI pairs where its cost is moderate.
 
     `accurate=None`: used when both are LTI, `p m ≤ 2 (p + m)` (at most twice the cost of the
@@ -327,7 +327,7 @@ def with_accurate_value(three_term: Array, accurate_value: Array, ok: Array) -> 
     return three_term + (target - lax.stop_gradient(three_term))
 
 
-def _feedthrough_term(d: Array, discrete: bool) -> Array:
+def feedthrough_term(d: Array, discrete: bool) -> Array:
     """`‖D‖²_F` in discrete time; in continuous time 0 if `D = 0` and `inf` otherwise."""
     squared = jnp.sum(d * d)
     if discrete:
@@ -335,7 +335,7 @@ def _feedthrough_term(d: Array, discrete: bool) -> Array:
     return jnp.where(squared == 0, 0.0, jnp.inf).astype(squared.dtype)
 
 
-def _safe_sqrt(x: Array) -> Array:
+def safe_sqrt(x: Array) -> Array:
     # Double-where: sqrt has an infinite derivative at 0, which would poison the gradient of a
     # zero error (or norm) with NaN. Its subgradient 0 is used there instead.
     positive = x > 0
@@ -400,17 +400,17 @@ def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Ar
     horizon = check_horizon(infinite_horizon_as_none(horizon), sys.is_discrete, caller)
     if _is_lti_diagonal(sys):
         value, result = diagonal_inner_product(sys, sys, horizon)
-        squared = value + _feedthrough_term(sys.D, sys.is_discrete)
+        squared = value + feedthrough_term(sys.D, sys.is_discrete)
         stable = is_stable_matrix(sys.poles, sys.is_discrete)
-        return _finish(_safe_sqrt(squared), result, stable, horizon, throw, (sys,))
+        return _finish(safe_sqrt(squared), result, stable, horizon, throw, (sys,))
     r = realise(sys, caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
-    squared = h2_inner_product(r, r, p) + _feedthrough_term(r.d, r.discrete)
+    squared = h2_inner_product(r, r, p) + feedthrough_term(r.d, r.discrete)
     stable = is_stable_matrix(r.a, r.discrete)
-    return _finish(_safe_sqrt(squared), result, stable, horizon, throw, (sys,))
+    return _finish(safe_sqrt(squared), result, stable, horizon, throw, (sys,))
 
 
-def _check_pair(fom: AbstractSystem, rom: AbstractSystem, caller: str) -> None:
+def check_system_pair(fom: AbstractSystem, rom: AbstractSystem, caller: str) -> None:
     check_system(fom, caller, "fom")
     check_system(rom, caller, "rom")
     if fom.is_discrete != rom.is_discrete:
@@ -453,15 +453,15 @@ def infinite_horizon_as_none(horizon):
 def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=None):
     """`(‖Σ − Σ̂‖²_h2, result, both stable)`: the building block of [`jaxlqo.h2_error`][]."""
     caller = "h2_error"
-    _check_pair(fom, rom, caller)
+    check_system_pair(fom, rom, caller)
     horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     squared, result, stable = _three_term_error_squared(fom, rom, horizon, fom_norm_squared)
-    if _accurate_by_default(fom, rom, accurate, caller):
+    if use_accurate_form(fom, rom, accurate, caller):
         f, g = lti_modes(realise(fom, caller)), lti_modes(realise(rom, caller))
         value = accurate_error_squared(f, g, fom.is_discrete, horizon)
         squared = with_accurate_value(squared, value, f.ok & g.ok & stable)
     d_err = fom.D - rom.D.astype(fom.D.dtype)
-    squared = jnp.maximum(squared, 0.0) + _feedthrough_term(d_err, fom.is_discrete)
+    squared = jnp.maximum(squared, 0.0) + feedthrough_term(d_err, fom.is_discrete)
     return squared, result, stable
 
 
@@ -602,7 +602,7 @@ def h2_error(
     squared, result, stable = h2_error_squared(
         fom, rom, horizon=horizon, fom_norm_squared=fom_norm_squared, accurate=accurate
     )
-    return _finish(_safe_sqrt(squared), result, stable, horizon, throw, (fom, rom))
+    return _finish(safe_sqrt(squared), result, stable, horizon, throw, (fom, rom))
 
 
 def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
@@ -632,7 +632,7 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
         raise TypeError(
             f"{caller}: `rom` must be a real dense LQOSystem; got {type(rom).__name__}."
         )
-    _check_pair(fom, rom, caller)
+    check_system_pair(fom, rom, caller)
     r1, r2 = realise(fom, caller), realise(rom, caller)
     disc = r1.discrete
     dtype = common_inexact_dtype(r1.b, r2.b)

@@ -41,11 +41,11 @@ def simulate(sys: AbstractSystem, u: Inexact[Array, "L m"]) -> Array:
         )
     # Everything is computed in the system's dtype (explicit casts: strict promotion safe).
     u = u.astype(sys.D.dtype)
-    states = _states(sys, u)
+    states = simulate_states(sys, u)
     return jax.vmap(sys.output)(states, u)
 
 
-def _states(sys: AbstractSystem, u: Array) -> Array:
+def simulate_states(sys: AbstractSystem, u: Array) -> Array:
     """The states `x_0, …, x_{L-1}` (x_0 = 0)."""
     if isinstance(sys, DiagonalLQOSystem):
         drive = u.astype(sys.B.dtype) @ sys.B.T  # (L, n): B u_k

@@ -74,11 +74,11 @@ from ._gramians import (
     psd_sqrt_factor,
 )
 from ._interop import (
-    _external_dt,
-    _is_control,
-    _is_scipy,
+    external_dt,
     from_control,
     from_scipy,
+    is_control_system,
+    is_scipy_system,
     to_control,
     to_scipy,
 )
@@ -249,9 +249,9 @@ def _lyapunov_arguments(caller: str, A, Q, C, E, method):
 def _as_system(sys, caller: str) -> AbstractSystem:
     if isinstance(sys, AbstractSystem):
         return sys
-    if _is_control(sys):
+    if is_control_system(sys):
         return from_control(sys)
-    if _is_scipy(sys):
+    if is_scipy_system(sys):
         return from_scipy(sys)
     raise ArgumentError(
         f"{caller}: `sys` must be a python-control StateSpace, a scipy.signal lti/dlti or a "
@@ -363,9 +363,9 @@ def balred(sys, orders, method="truncate", alpha=None):
             rom, _ = balanced_truncation(s, int(r))
         except eqx.EquinoxRuntimeError as e:  # eager: a value-dependent failure
             raise ComputationError(f"{caller}: {e}") from e
-        if _is_control(sys):
+        if is_control_system(sys):
             rom = to_control(rom)
-        elif _is_scipy(sys):
+        elif is_scipy_system(sys):
             rom = to_scipy(rom)
         results.append(rom)
     return results[0] if scalar else results
@@ -405,7 +405,7 @@ def ss(A, B, C, D=0, dt=0) -> LQOSystem:
     (python-control's default `0`) is broadcast to shape `(p, m)`.
     """
     caller = "ss"
-    dt = _external_dt(dt, caller, "python-control-style")
+    dt = external_dt(dt, caller, "python-control-style")
     A, B, C = _matrices(caller, A=A, B=B, C=C)
     if A is None or B is None or C is None:
         raise ArgumentError(f"{caller}: `A`, `B` and `C` must be matrices; got None.")

@@ -122,9 +122,17 @@ def four_devices():
     ).strip()
     env["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900
-    )
+    # Normally 40-60 s. Should the runtime still deadlock (a hang, not a wrong value), the
+    # script is run again, at most twice; the checks use the first try that finishes.
+    for attempt in range(3):
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+            )
+            break
+        except subprocess.TimeoutExpired:
+            if attempt == 2:
+                raise
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT") :])

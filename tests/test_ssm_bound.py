@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxlqo.ssm as ssm
-from jaxlqo.ssm._certify import _chain, _static, gelu_slope_bound, trajectory_of
+from jaxlqo.ssm._certify import bound_chain, gelu_slope_bound, pair_data, trajectory_of
 
 H, N_STATES, L, CASES = 3, 5, 12, 64
 
@@ -89,9 +89,9 @@ def _random_case(key, scale, input_scale, rank, share):
 def _cases(key, scale, input_scale, rank, share):
     model, compressed, u = _random_case(key, scale, input_scale, rank, share)
     traj = trajectory_of(model, u)
-    static = _static(model, compressed, L)
-    measured = _chain(model, compressed, static, traj, u, "measured")
-    h2 = _chain(model, compressed, static, traj, u, "h2")
+    static = pair_data(model, compressed, L)
+    measured = bound_chain(model, compressed, static, traj, u, "measured")
+    h2 = bound_chain(model, compressed, static, traj, u, "h2")
     feats = compressed.features(u)
     diff = traj.features - feats
     logits = compressed.classify(feats)
@@ -162,11 +162,11 @@ def test_adversarial_inputs_stay_below_the_bound():
     """Gradient ascent on the inputs, maximising measured error / bound, never crosses 1."""
     model = _tiny(3)
     compressed, _ = ssm.compress(model, 2, method="bt")
-    static = _static(model, compressed, L)
+    static = pair_data(model, compressed, L)
 
     def ratio(u):
         traj = trajectory_of(model, u)
-        bound = _chain(model, compressed, static, traj, u, "measured")
+        bound = bound_chain(model, compressed, static, traj, u, "measured")
         diff = traj.features - compressed.features(u)
         error = jnp.max(jnp.sqrt(jnp.sum(diff**2, axis=-1) + 1e-30))
         return error / bound["bound"], (error, bound["bound"], bound["pooled"])

@@ -46,7 +46,7 @@ def _eps(dtype) -> float:
     return float(jnp.finfo(dtype).eps)
 
 
-def _separation_ok(lam: Array, mu: Array, discrete: bool) -> Bool[Array, ""]:
+def eigenvalues_separated(lam: Array, mu: Array, discrete: bool) -> Bool[Array, ""]:
     """Solvable iff λ_i + μ_j ≠ 0 (continuous) or λ_i μ_j ≠ 1 (discrete), to a relative tol."""
     with jax.numpy_dtype_promotion("standard"):  # a 1-D side of Bartels-Stewart may be real
         lam, mu = (x.astype(jnp.result_type(lam.dtype, mu.dtype)) for x in (lam, mu))
@@ -83,7 +83,7 @@ class Diagonal(AbstractSylvesterSolver):
         return c / (a[:, None] + b[None, :])
 
     def separation_ok(self, state):
-        return _separation_ok(state.a, state.b, state.discrete)
+        return eigenvalues_separated(state.a, state.b, state.discrete)
 
 
 class Kronecker(AbstractSylvesterSolver):
@@ -119,7 +119,7 @@ class Kronecker(AbstractSylvesterSolver):
 
     def separation_ok(self, state):
         _, lam, mu, discrete = state
-        return _separation_ok(lam, mu, discrete)
+        return eigenvalues_separated(lam, mu, discrete)
 
 
 def _eigenvalues(a: Array) -> Array:
@@ -462,7 +462,7 @@ class BartelsStewart(AbstractSylvesterSolver):
 
     def separation_ok(self, state):
         left, right, discrete = state
-        return _separation_ok(left.eigenvalues(), right.eigenvalues(), discrete)
+        return eigenvalues_separated(left.eigenvalues(), right.eigenvalues(), discrete)
 
 
 class Doubling(AbstractSylvesterSolver):
@@ -618,7 +618,7 @@ class Eigendecomposition(AbstractSylvesterSolver):
 
     def separation_ok(self, state):
         (lam, _, _), (mu, _, _), discrete = state
-        return _separation_ok(lam, mu, discrete)
+        return eigenvalues_separated(lam, mu, discrete)
 
 
 def _adjoint(x: Array | None) -> Array | None:

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._gramians import (
-    _to_real_coordinates,
     check_horizon,
+    gramian_to_real_coordinates,
     is_stable_matrix,
     psd_sqrt_factor,
     raise_if_time_domain_mixup,
@@ -164,8 +164,8 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     order = 2 * r if isinstance(sys, DiagonalLQOSystem) else r
     realisation = realise(sys, caller)
     p, q, result = realisation_gramians(realisation, horizon)
-    p = _to_real_coordinates(sys, p, "controllability")
-    q = _to_real_coordinates(sys, q, "observability")
+    p = gramian_to_real_coordinates(sys, p, "controllability")
+    q = gramian_to_real_coordinates(sys, q, "observability")
     dense = sys.to_dense()
     (rom, t), hsv = _project(dense, p, q, order)
     if isinstance(sys, DiagonalLQOSystem):

@@ -33,16 +33,16 @@ from .._gramians import (
 from .._matrix_equations import BartelsStewart
 from .._misc import complex_dtype, default_float_dtype
 from .._norms import (
-    _accurate_by_default,
-    _check_pair,
-    _feedthrough_term,
-    _safe_sqrt,
     accurate_error_squared,
+    check_system_pair,
     diagonal_inner_value,
+    feedthrough_term,
     h2_error_squared,
     h2_inner_product,
     infinite_horizon_as_none,
     lti_modes,
+    safe_sqrt,
+    use_accurate_form,
     with_accurate_value,
 )
 from .._realisation import Realisation, realise
@@ -213,7 +213,7 @@ def _error_objective(
     p, _ = solve_gramian_equation(fom_r.a, fom_r.a, rhs, fom_r.discrete, horizon, same=False)
     parts = [lambda r: r] if split is None else [_linear_part, _quadratic_part]
     fom_norms = [h2_inner_product(part(fom_r), part(fom_r), p) for part in parts]
-    feedthrough = _feedthrough_term(fom_r.d - d, fom_r.discrete)  # `D̂ = d` is not optimised
+    feedthrough = feedthrough_term(fom_r.d - d, fom_r.discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
         rom = params.system(d, dt)
@@ -241,7 +241,7 @@ def _error_objective(
             squared.append(jnp.maximum(value, 0.0))
         if split is None:
             return squared[0] + feedthrough
-        return split[0] * _safe_sqrt(squared[0]) + split[1] * _safe_sqrt(squared[1])
+        return split[0] * safe_sqrt(squared[0]) + split[1] * safe_sqrt(squared[1])
 
     return objective
 
@@ -262,7 +262,7 @@ def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt, a
         stable = is_stable_matrix(fom.poles, fom.is_discrete)
         fom_modes = fom_modes._replace(ok=fom_modes.ok & stable)
     fom_norm = diagonal_inner_value(fom, fom, horizon)
-    feedthrough = _feedthrough_term(fom.D - d, fom.is_discrete)  # `D̂ = d` is not optimised
+    feedthrough = feedthrough_term(fom.D - d, fom.is_discrete)  # `D̂ = d` is not optimised
 
     def objective(params: ModalParameters) -> Array:
         unweighted = params.system(d, dt)
@@ -294,7 +294,7 @@ def _objective(fom, horizon, weight_factor, d, dt, split=None, accurate=False):
     return _error_objective(fom_r, solver, horizon, weight_factor, d, dt, split, fom_modes)
 
 
-def _minimise(objective, params, max_steps: int, tol: float):
+def minimise_lbfgs(objective, params, max_steps: int, tol: float):
     """L-BFGS (optax, zoom line search) until `‖∇J‖ ≤ tol ‖∇J₀‖`, keeping the best iterate."""
     optimiser = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(objective)
@@ -343,7 +343,7 @@ def _minimise(objective, params, max_steps: int, tol: float):
         "initial_grad_norm": gnorm0,
         "steps": steps,
     }
-    # `finite` travels in `stats` (popped by the callers here) so that `_minimise` keeps its
+    # `finite` travels in `stats` (popped by the callers here) so that `minimise_lbfgs` keeps its
     # three results for its other users (jaxlqo.ssm).
     stats["finite"] = finite
     return best, converged, stats
@@ -481,7 +481,7 @@ def reduce(
     horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     max_steps, tol = _check_steps(max_steps, tol, caller)
     if init is not None:
-        _check_pair(fom, init, caller)
+        check_system_pair(fom, init, caller)
         _check_init_order(fom, init, r, caller)
     factor = _weight_factor(weight, fom.m)
     if split is not None:
@@ -496,11 +496,11 @@ def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     # Compiled once per shapes and static settings: a second call does not re-trace.
     caller = "reduce"
     start, rom0, is_pair, alive = _initial(fom, r, horizon, init)
-    _check_pair(fom, rom0, caller)
+    check_system_pair(fom, rom0, caller)
     params0 = parameters_from(rom0, is_pair)
-    accurate = _accurate_by_default(fom, rom0, None, caller)
+    accurate = use_accurate_form(fom, rom0, None, caller)
     objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split, accurate)
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     finite = stats.pop("finite")
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
@@ -598,7 +598,7 @@ def tlh2(
             )
         if init.n != r:
             raise ValueError(f"{caller}: `init` must have r = {r} states; it has {init.n}.")
-        _check_pair(fom, init, caller)
+        check_system_pair(fom, init, caller)
     return _tlh2(lax.stop_gradient(fom), init, order, horizon, max_steps, tol)
 
 
@@ -615,7 +615,7 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
         rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
         return h2_error_squared(fom, rom, horizon=horizon)[0]
 
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     finite = stats.pop("finite")
     a, b, c, m = best
     rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
@@ -632,9 +632,9 @@ def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -
     params0 = ModalParameters(
         jnp.real(rom0.poles), jnp.imag(rom0.poles), p.b, p.c, p.f, p.g, p.is_pair, stable=False
     )
-    accurate = _accurate_by_default(fom, rom0, None, "tlh2")
+    accurate = use_accurate_form(fom, rom0, None, "tlh2")
     objective = _objective(fom, horizon, None, rom0.D, rom0.dt, accurate=accurate)
-    best, converged, stats = _minimise(objective, params0, max_steps, tol)
+    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     finite = stats.pop("finite")
     rom = best.system(rom0.D, rom0.dt)
     stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)

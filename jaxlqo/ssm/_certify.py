@@ -95,7 +95,7 @@ import jax.numpy as jnp
 import jax.scipy as jsp
 from jaxtyping import Array
 
-from .._simulate import _states
+from .._simulate import simulate_states
 from .._systems import DiagonalLQOSystem
 from ._model import GELU_LIPSCHITZ, DeepSSM, gelu
 
@@ -104,7 +104,7 @@ _SQRT2 = math.sqrt(2.0)
 _GELU_MIN_SLOPE = GELU_LIPSCHITZ - 1.0
 
 
-def _safe_norm(x: Array, axis=-1) -> Array:
+def safe_norm(x: Array, axis=-1) -> Array:
     """`‖x‖` along `axis`: scaled (no overflow for huge entries), with a zero (not NaN)
     derivative at `x = 0` (double-where)."""
     scale = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axis, keepdims=True))
@@ -247,7 +247,7 @@ def _rounding(resp: BlockResponse, s_norm: Array, kappa_eps) -> Array:
     if resp.f_abs is not None:
         assert resp.g_abs is not None  # both readouts are set or both None
         mf, mg = _conv(resp.f_abs, s_norm), _conv(resp.g_abs, s_norm)
-        mag = mag + _safe_norm(jnp.sum(mf * mg, axis=-1), axis=-1)
+        mag = mag + safe_norm(jnp.sum(mf * mg, axis=-1), axis=-1)
     return kappa_eps * mag
 
 
@@ -296,7 +296,7 @@ def trajectory_of(model: DeepSSM, u: Array) -> Trajectory:
     return Trajectory(tuple(traces), s, model.classify(s))
 
 
-class _Static(eqx.Module):
+class PairData(eqx.Module):
     """Per-layer input-independent data of a (model, compressed) pair."""
 
     gains: tuple[_Gains, ...]
@@ -304,7 +304,7 @@ class _Static(eqx.Module):
     systems: tuple  # the reduced systems
 
 
-def _static(model: DeepSSM, compressed: DeepSSM, length: int) -> _Static:
+def pair_data(model: DeepSSM, compressed: DeepSSM, length: int) -> PairData:
     gains, errors, systems = [], [], []
     for full, red in zip(model.layers, compressed.layers, strict=True):
         fs, rs = full.system(), red.system()
@@ -312,12 +312,12 @@ def _static(model: DeepSSM, compressed: DeepSSM, length: int) -> _Static:
         gains.append(_gains(rf, rr, full.H))
         errors.append((rf, rr))
         systems.append(rs)
-    return _Static(tuple(gains), tuple(errors), tuple(systems))
+    return PairData(tuple(gains), tuple(errors), tuple(systems))
 
 
 def _h2_local(rf: BlockResponse, rr: BlockResponse, s: Array, kappa_eps):
     """A-priori bounds (vector `(L,)`, per channel `(L, H)`) on the block defect `y − ỹ`."""
-    s_norm = _safe_norm(s)
+    s_norm = safe_norm(s)
     window = jnp.sqrt(jnp.cumsum(s_norm**2))  # ‖s‖_{[0,k]}
     err = rf.linear - rr.linear  # (L, H, H); lag 0: D − D̂
     slack = kappa_eps * (rf.linear_abs + rr.linear_abs)  # rounding of each E(m)
@@ -359,14 +359,14 @@ def _h2_local(rf: BlockResponse, rr: BlockResponse, s: Array, kappa_eps):
         quad = jnp.sum(ef * wnorm(rf.g) + wnorm(rr.f) * eg, axis=-1)  # (L, H)
         quad = quad * past[:, None] ** 2
         chan = chan + quad
-        vec = vec + _safe_norm(quad)
+        vec = vec + safe_norm(quad)
     return vec, jnp.minimum(chan, vec[:, None])
 
 
-def _chain(
+def bound_chain(
     model: DeepSSM,
     compressed: DeepSSM,
-    static: _Static,
+    static: PairData,
     traj: Trajectory,
     u: Array,
     local: str,
@@ -380,9 +380,7 @@ def _chain(
     kappa_eps = 8 * (length + n_max + H) * eps
     enc_full = model.encode(u.astype(dtype))
     enc_red = compressed.encode(u.astype(dtype))
-    e_prev = _safe_norm(enc_full - enc_red) + kappa_eps * (
-        _safe_norm(enc_full) + _safe_norm(enc_red)
-    )
+    e_prev = safe_norm(enc_full - enc_red) + kappa_eps * (safe_norm(enc_full) + safe_norm(enc_red))
     sqrt_h = math.sqrt(H)
     for i, (full, red, trace) in enumerate(
         zip(model.layers, compressed.layers, traj.layers, strict=True)
@@ -390,8 +388,8 @@ def _chain(
         gains = static.gains[i]
         rsys = static.systems[i]
         s, y = trace.s, trace.y
-        s_norm = _safe_norm(s)
-        x_red = _states(rsys, s)
+        s_norm = safe_norm(s)
+        x_red = simulate_states(rsys, s)
         y_red = jax.vmap(rsys.output)(x_red, s)
         nu_full = _rounding(gains.abs_full, s_norm, kappa_eps)
         nu_red = _rounding(gains.abs_red, s_norm, kappa_eps)
@@ -407,7 +405,7 @@ def _chain(
             gx = jnp.real(jnp.einsum("cqn,kn->kcq", rsys.G, x_red))
             quad_c = jnp.sum(jnp.abs(fx) * gam + jnp.abs(gx) * phi + phi * gam, axis=-1)
         p = lin_c + quad_c + (nu_red + nu_full)[:, None]
-        P = jnp.minimum(_safe_norm(p), lin_v + _safe_norm(quad_c) + nu_red + nu_full)
+        P = jnp.minimum(safe_norm(p), lin_v + safe_norm(quad_c) + nu_red + nu_full)
         gamma, beta, ln_eps = _ln_parts(full.norm, H, dtype)
         gamma_r, beta_r, ln_eps_r = _ln_parts(red.norm, H, dtype)
         gmax_r = jnp.max(jnp.abs(gamma_r))
@@ -422,21 +420,21 @@ def _chain(
             rad_c = jnp.minimum(loc_c + p, (loc_v + P)[:, None])
             rad_v = loc_v + P
             slope = gelu_slope_bound(y - rad_c, y + rad_c)
-            branch = jnp.minimum(_safe_norm(slope * rad_c), jnp.max(slope, axis=-1) * rad_v)
-            delta = e_prev + branch + kappa_eps * (_safe_norm(a) + s_norm)
+            branch = jnp.minimum(safe_norm(slope * rad_c), jnp.max(slope, axis=-1) * rad_v)
+            delta = e_prev + branch + kappa_eps * (safe_norm(a) + s_norm)
             # LN(a) − LN̂(â) = [LN(a) − LN̂(a)] (computed; 0 for shared norms) + LN̂(a) − LN̂(â)
-            swap = _safe_norm(jax.vmap(full.norm)(a) - jax.vmap(red.norm)(a))
-            centred = _safe_norm(_centred(a))
+            swap = safe_norm(jax.vmap(full.norm)(a) - jax.vmap(red.norm)(a))
+            centred = safe_norm(_centred(a))
             gnorm = centred / jnp.sqrt(centred**2 / H + ln_eps_r)
             trivial = (
-                _safe_norm(
+                safe_norm(
                     gamma * _centred(a) / jnp.sqrt(centred**2 / H + ln_eps)[:, None] + beta - beta_r
                 )
                 + gmax_r * sqrt_h
             ) * (1 + kappa_eps)
             eps_out = swap + _ln_propagate(gmax_r, ln_eps_r, centred, delta, H, gnorm + sqrt_h)
             eps_out = eps_out + kappa_eps * (
-                2 * gmax_r * sqrt_h + _safe_norm(beta_r) + _safe_norm(beta)
+                2 * gmax_r * sqrt_h + safe_norm(beta_r) + safe_norm(beta)
             )
             exact = jnp.zeros_like(s)
             remainder = jnp.minimum(eps_out, trivial)
@@ -444,27 +442,27 @@ def _chain(
         else:
             rad_c = jnp.minimum(p, P[:, None])
             slope = gelu_slope_bound(y_red - rad_c, y_red + rad_c)
-            branch = jnp.minimum(_safe_norm(slope * rad_c), jnp.max(slope, axis=-1) * P)
+            branch = jnp.minimum(safe_norm(slope * rad_c), jnp.max(slope, axis=-1) * P)
             a_red = s + gelu(y_red)
-            delta = e_prev + branch + kappa_eps * (_safe_norm(a_red) + s_norm)
-            c_red = _safe_norm(_centred(a_red))
+            delta = e_prev + branch + kappa_eps * (safe_norm(a_red) + s_norm)
+            c_red = safe_norm(_centred(a_red))
             g_red = c_red / jnp.sqrt(c_red**2 / H + ln_eps_r)
             pi = _ln_propagate(gmax_r, ln_eps_r, c_red, delta, H, g_red + sqrt_h)
             exact = jax.vmap(full.norm)(a) - jax.vmap(red.norm)(a_red)
             # rounding of the computed defect: both block outputs through each LayerNorm
-            c_full = _safe_norm(_centred(a))
+            c_full = safe_norm(_centred(a))
             gmax = jnp.max(jnp.abs(gamma))
-            nu_a = GELU_LIPSCHITZ * nu_full + kappa_eps * (_safe_norm(a) + s_norm)
-            nu_ar = GELU_LIPSCHITZ * nu_red + kappa_eps * (_safe_norm(a_red) + s_norm)
+            nu_a = GELU_LIPSCHITZ * nu_full + kappa_eps * (safe_norm(a) + s_norm)
+            nu_ar = GELU_LIPSCHITZ * nu_red + kappa_eps * (safe_norm(a_red) + s_norm)
             nu_exact = (
                 _ln_propagate(gmax, ln_eps, c_full, nu_a, H, 2 * sqrt_h)
                 + _ln_propagate(gmax_r, ln_eps_r, c_red, nu_ar, H, 2 * sqrt_h)
                 + kappa_eps
-                * (gmax * sqrt_h + gmax_r * sqrt_h + _safe_norm(beta) + _safe_norm(beta_r))
+                * (gmax * sqrt_h + gmax_r * sqrt_h + safe_norm(beta) + safe_norm(beta_r))
             )
-            exact_norm = _safe_norm(exact)
+            exact_norm = safe_norm(exact)
             trivial = (
-                _safe_norm(
+                safe_norm(
                     gamma * _centred(a) / jnp.sqrt(c_full**2 / H + ln_eps)[:, None] + beta - beta_r
                 )
                 + gmax_r * sqrt_h
@@ -475,7 +473,7 @@ def _chain(
     # (5) pooling and head
     pooled_exact = jnp.mean(exact, axis=0)
     r_bar = jnp.mean(remainder)
-    pooled = jnp.minimum(_safe_norm(pooled_exact) + r_bar, jnp.mean(e_prev))
+    pooled = jnp.minimum(safe_norm(pooled_exact) + r_bar, jnp.mean(e_prev))
     s_bar = jnp.mean(traj.features, axis=0)
     w, b = model.head.weight, model.head.bias
     w_r, b_r = compressed.head.weight, compressed.head.bias

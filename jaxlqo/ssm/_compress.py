@@ -16,7 +16,7 @@ from jaxtyping import Array
 from .._reduction import balanced_truncation, modal_truncation, reduce, tlh2
 from .._systems import DiagonalLQOSystem
 from ._bound import with_input_factor
-from ._certify import Trajectory, _chain, _safe_norm, _static, trajectory_of
+from ._certify import Trajectory, bound_chain, pair_data, safe_norm, trajectory_of
 from ._match import match_layer
 from ._model import DeepSSM, SSMLayer
 from ._prune import (
@@ -160,8 +160,10 @@ def _prepare(model, compressed, inputs, horizon, trajectory, local, caller):
 
 @eqx.filter_jit
 def _bound_batch(model, compressed, inputs, trajectory, local):
-    static = _static(model, compressed, inputs.shape[1])
-    return jax.vmap(lambda u, t: _chain(model, compressed, static, t, u, local))(inputs, trajectory)
+    static = pair_data(model, compressed, inputs.shape[1])
+    return jax.vmap(lambda u, t: bound_chain(model, compressed, static, t, u, local))(
+        inputs, trajectory
+    )
 
 
 def output_error_bound(
@@ -304,18 +306,18 @@ def bound_report(
 
 @eqx.filter_jit
 def _report(model, compressed, inputs, trajectory):
-    static = _static(model, compressed, inputs.shape[1])
+    static = pair_data(model, compressed, inputs.shape[1])
 
     def one(u, t):
-        measured = _chain(model, compressed, static, t, u, "measured")
-        h2 = _chain(model, compressed, static, t, u, "h2")
+        measured = bound_chain(model, compressed, static, t, u, "measured")
+        h2 = bound_chain(model, compressed, static, t, u, "h2")
         feats = compressed.features(u)
         logits = compressed.classify(feats)
         return {
             **{k: measured[k] for k in ("bound", "trivial", "pooled", "logit_bound", "certified")},
             "h2_bound": h2["bound"],
-            "error": jnp.max(_safe_norm(t.features - feats)),
-            "pooled_error": _safe_norm(jnp.mean(t.features - feats, axis=0)),
+            "error": jnp.max(safe_norm(t.features - feats)),
+            "pooled_error": safe_norm(jnp.mean(t.features - feats, axis=0)),
             "logit_error": jnp.max(jnp.abs(t.logits - logits)),
             "predicted": jnp.argmax(logits),
         }
@@ -336,7 +338,7 @@ def output_error(model: DeepSSM, compressed: DeepSSM, inputs: Array) -> Array:
 @eqx.filter_jit
 def _output_error(model, compressed, inputs):
     diff = jax.vmap(model.features)(inputs) - jax.vmap(compressed.features)(inputs)
-    return jnp.max(_safe_norm(diff), axis=-1)
+    return jnp.max(safe_norm(diff), axis=-1)
 
 
 def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array, Array]:
@@ -362,7 +364,7 @@ def bound_weights(model: DeepSSM, inputs: Array, *, horizon=None) -> tuple[Array
 
 @eqx.filter_jit
 def _bound_weights(model: DeepSSM, inputs: Array) -> tuple[Array, Array]:
-    static = _static(model, model, inputs.shape[1])
+    static = pair_data(model, model, inputs.shape[1])
     trajectories = jax.vmap(lambda u: trajectory_of(model, u))(inputs)
     layers = len(model.layers)
     step = 1e-7
@@ -371,12 +373,12 @@ def _bound_weights(model: DeepSSM, inputs: Array) -> tuple[Array, Array]:
         def one(u, t):
             override = []
             for i, trace in enumerate(t.layers):
-                s_norm = _safe_norm(trace.s)
+                s_norm = safe_norm(trace.s)
                 window = jnp.sqrt(jnp.cumsum(s_norm**2))
                 past = jnp.concatenate([jnp.zeros((1,), window.dtype), window[:-1]])
                 vec = deltas[i, 0] * past + deltas[i, 1] * past**2
                 override.append((vec, jnp.broadcast_to(vec[:, None], trace.s.shape)))
-            return _chain(model, model, static, t, u, "h2", override)["bound"]
+            return bound_chain(model, model, static, t, u, "h2", override)["bound"]
 
         return jnp.mean(jax.vmap(one)(inputs, trajectories))
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .._reduction._optimise import _minimise, parameters_from
+from .._reduction._optimise import minimise_lbfgs, parameters_from
 from .._simulate import simulate
 from .._systems import DiagonalLQOSystem
 from ._model import gelu
@@ -84,5 +84,5 @@ def _match(rom, norm, inputs, targets, readout, max_steps, tol):
         mismatch = jax.vmap(one)(inputs) - targets
         return jnp.sum(mismatch**2) / (inputs.shape[0] * inputs.shape[1])
 
-    best, _, stats = _minimise(objective, params0, max_steps, tol)
+    best, _, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     return best.system(rom.D, rom.dt), stats
