@@ -105,16 +105,6 @@ def _realified_to_diagonal(sys: DiagonalLQOSystem, rom: LQOSystem, t: Array, r: 
     )
 
 
-def _pad_quadratic(sys: DiagonalLQOSystem, k: int) -> DiagonalLQOSystem:
-    if sys.F is None or sys.F.shape[-2] == k:
-        return sys
-    assert sys.G is not None  # `F` and `G` are both set or both None
-    pad = [(0, 0), (0, k - sys.F.shape[-2]), (0, 0)]
-    return DiagonalLQOSystem(
-        sys.poles, sys.B, sys.C, sys.D, F=jnp.pad(sys.F, pad), G=jnp.pad(sys.G, pad), dt=sys.dt
-    )
-
-
 def _better_of(fom, first: DiagonalLQOSystem, second: DiagonalLQOSystem, horizon):
     """The candidate with the smaller h2 error (both have the same structure after padding)."""
     err_first, _, _ = h2_error_squared(fom, first, horizon=horizon)
@@ -127,7 +117,7 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     r"""Square-root balanced truncation, for LTI and LQO systems, infinite or time-limited.
 
     Balances the controllability Gramian `P` against the (LQO) observability Gramian `Q`
-    (METHOD.md §3; time-limited Gramians `P_L`, `Q_L` when `horizon` is set) and keeps the `r`
+    (docs/h2.md; time-limited Gramians `P_L`, `Q_L` when `horizon` is set) and keeps the `r`
     states of largest Hankel singular values $\sigma_i = \sqrt{\lambda_i(PQ)}$. For stable LTI
     systems and infinite horizon, $\|G - G_r\|_{H_\infty} \le 2\sum_{i>r}\sigma_i$ and the
     reduced system is stable.
