@@ -191,9 +191,7 @@ def is_stable(sys: AbstractSystem) -> Bool[Array, ""]:
 
     Uses the poles directly for a diagonal system and `jnp.linalg.eigvals` for a dense one.
     """
-    if isinstance(sys, DiagonalLQOSystem):
-        return is_stable_matrix(sys.poles, sys.is_discrete)
-    return is_stable_matrix(sys.to_dense().A, sys.is_discrete)  # an LQOSystem's is itself
+    return is_stable_matrix(_state_matrix(sys), sys.is_discrete)
 
 
 def quadratic_source(r: Realisation, p: Array) -> Array:

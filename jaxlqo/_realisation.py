@@ -47,10 +47,9 @@ def realise(sys: AbstractSystem, caller: str) -> Realisation:
         b = jnp.concatenate([sys.B, jnp.conj(sys.B)], axis=0)
         c = _doubled_rows(sys.C)
         rows = core = None
-        if sys.F is not None:
-            assert sys.G is not None  # `F` and `G` are both set or both None
-            rows = jnp.concatenate([_doubled_rows(sys.F), _doubled_rows(sys.G)], axis=-2)
-            k = sys.F.shape[-2]
+        if (fg := sys.quadratic_readout) is not None:
+            rows = jnp.concatenate([_doubled_rows(fg[0]), _doubled_rows(fg[1])], axis=-2)
+            k = fg[0].shape[-2]
             eye = jnp.eye(k, dtype=sys.poles.dtype)
             zero = jnp.zeros_like(eye)
             swap = 0.5 * jnp.block([[zero, eye], [eye, zero]])

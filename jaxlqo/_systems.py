@@ -306,12 +306,19 @@ class DiagonalLQOSystem(AbstractSystem):
     def is_lti(self) -> bool:
         return self.F is None
 
+    @property
+    def quadratic_readout(self) -> tuple[Array, Array] | None:
+        """`(F, G)`, or `None` for an LTI system (the constructor sets both or neither)."""
+        if self.F is None:
+            return None
+        assert self.G is not None
+        return self.F, self.G
+
     def output(self, x: Array, u: Array) -> Array:
         """`y = Re(C x) + D u + Σ_l Re(F_l x) Re(G_l x)` for one complex state `x` (n,)."""
         y = jnp.real(self.C @ x) + self.D @ u.astype(self.D.dtype)
-        if self.F is not None:
-            assert self.G is not None  # `F` and `G` are both set or both None
-            y = y + jnp.sum(jnp.real(self.F @ x) * jnp.real(self.G @ x), axis=-1)
+        if (fg := self.quadratic_readout) is not None:
+            y = y + jnp.sum(jnp.real(fg[0] @ x) * jnp.real(fg[1] @ x), axis=-1)
         return y
 
     def to_dense(self) -> LQOSystem:
@@ -325,9 +332,8 @@ class DiagonalLQOSystem(AbstractSystem):
         B = jnp.concatenate([jnp.real(self.B), jnp.imag(self.B)], axis=0)
         C = _realify_rows(self.C)
         M = None
-        if self.F is not None:
-            assert self.G is not None  # `F` and `G` are both set or both None
-            f, g = _realify_rows(self.F), _realify_rows(self.G)  # (p, k, 2n)
+        if (fg := self.quadratic_readout) is not None:
+            f, g = _realify_rows(fg[0]), _realify_rows(fg[1])  # (p, k, 2n)
             # Re(f x) Re(g x) = x̃ᵀ ½(f̃ g̃ᵀ + g̃ f̃ᵀ) x̃ with x̃ = [Re x; Im x].
             M = 0.5 * (jnp.einsum("jli,jlk->jik", f, g) + jnp.einsum("jli,jlk->jik", g, f))
         return LQOSystem(A, B, C, M, self.D, dt=self.dt)

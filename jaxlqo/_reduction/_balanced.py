@@ -61,10 +61,9 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
     `r × r` reduced matrix is one complex state: no pairing, so exactly `r` states.
     """
     rows = core = None
-    if sys.F is not None:
-        assert sys.G is not None  # `F` and `G` are both set or both None
-        rows = jnp.concatenate([sys.F, sys.G], axis=-2)
-        k = sys.F.shape[-2]
+    if (fg := sys.quadratic_readout) is not None:
+        rows = jnp.concatenate(fg, axis=-2)
+        k = fg[0].shape[-2]
         eye = jnp.eye(k, dtype=sys.poles.dtype)
         zero = jnp.zeros_like(eye)
         # xᴴ Wᴴ S W x = Re(conj(Fx) Gx): half of it is the Hermitian part of Re(Fx) Re(Gx).

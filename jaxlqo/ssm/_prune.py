@@ -59,13 +59,9 @@ def _gains(sys: DiagonalLQOSystem) -> tuple[Array, Array, Array]:
     """`‖b_i‖²`, `‖c_i‖²` (readout stacked with the quadratic readout) and `|λ_i|` per mode."""
     b = jnp.sum(jnp.abs(sys.B) ** 2, axis=1)
     c = jnp.sum(jnp.abs(sys.C) ** 2, axis=0)
-    if sys.F is not None:
-        assert sys.G is not None  # `F` and `G` are both set or both None
-        c = (
-            c
-            + jnp.sum(jnp.abs(sys.F) ** 2, axis=(0, 1))
-            + jnp.sum(jnp.abs(sys.G) ** 2, axis=(0, 1))
-        )
+    if (fg := sys.quadratic_readout) is not None:
+        f, g = fg
+        c = c + jnp.sum(jnp.abs(f) ** 2, axis=(0, 1)) + jnp.sum(jnp.abs(g) ** 2, axis=(0, 1))
     return b, c, jnp.abs(sys.poles)
 
 
