@@ -579,3 +579,55 @@ def test_feedthrough_policy():
     )
     assert_rel(h2_error(_with_d(sys, d), _with_d(rom, d)), h2_error(sys, rom), 1e-12)
     assert_rel(h2_error(_with_d(sys, d), rom) ** 2, h2_error(sys, rom) ** 2 + jnp.sum(d**2), 1e-10)
+
+
+def _lapack_calls(fn, *args) -> dict:
+    """LAPACK custom calls in the *optimised* (CSE'd) program that `jit(fn)` runs."""
+    import collections
+    import re
+
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return collections.Counter(re.findall(r'custom_call_target="lapack_(\w+?)_ffi"', text))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="counts CPU LAPACK calls")
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("quadratic", [False, True])
+def test_dense_h2_error_and_gradient_factorise_each_matrix_once(discrete, quadratic):
+    """Issue 14: a dense h2 error + gradient needs the Schur forms of `A` and `Â` only.
+
+    The three Gramian terms (and the quadratic ones) solve with `(A, Aᵀ)`, `(Â, Âᵀ)` and
+    `(A, Âᵀ)`; each factorises `A₂` (not `A₂ᵀ`), so the compiled program has two `gees`.
+    `n = 14`, `r = 6` keeps `(A, Âᵀ)` on Bartels–Stewart (`n r > 64`).
+    """
+    rng = np.random.default_rng(3)
+
+    def state_matrix(k):
+        a = rng.standard_normal((k, k)) / np.sqrt(k)
+        if discrete:
+            return 0.8 * a / np.max(np.abs(np.linalg.eigvals(a)))
+        return a - (np.max(np.linalg.eigvals(a).real) + 1) * np.eye(k)
+
+    def system(k):
+        extra = {}
+        if quadratic:
+            extra["M"] = 0.1 * jnp.asarray(rng.standard_normal((1, k, k)))
+        return dict(
+            B=jnp.asarray(rng.standard_normal((k, 2))),
+            C=jnp.asarray(rng.standard_normal((1, k))),
+            **extra,
+        )
+
+    n, r = 14, 6
+    a, a_hat = jnp.asarray(state_matrix(n)), jnp.asarray(state_matrix(r))
+    fom_rest, rom_rest = system(n), system(r)
+    dt = 1.0 if discrete else None
+
+    def error(a, a_hat):
+        fom = lqo.LQOSystem(a, **fom_rest, dt=dt)
+        rom = lqo.LQOSystem(a_hat, **rom_rest, dt=dt)
+        return lqo.h2_error(fom, rom)
+
+    for fn in (error, jax.value_and_grad(error, argnums=(0, 1))):
+        calls = _lapack_calls(fn, a, a_hat)
+        assert 1 <= calls["dgees"] <= 2, calls

@@ -140,7 +140,7 @@ def _bt(sys, r=2):
     (`compress_layer(..., method="bt")` is `lqo.balanced_truncation` of the block under one
     `filter_jit`; sharing it keeps this file to one compilation per shape.)
     """
-    return ssm.compress_layer(sys, r, method="bt")[0]
+    return ssm.compress_layer(sys, r, method="bt").value
 
 
 def _run(sys, u):

@@ -96,8 +96,6 @@ def _solve(
     operator = SylvesterOperator(a, b, discrete)
     if c.size == 0:
         return _empty_solution(operator, c, throw)
-    if isinstance(solver, AutoSolver):
-        solver = solver.select(operator)
     # The factorisation is a constant for differentiation: derivatives come from `operator`.
     state = solver.init(lax.stop_gradient(operator), adjoint_pair)
 
@@ -135,8 +133,7 @@ def _result(operator, c, x, solver, state) -> RESULTS:
     # A finite residual is required: once ‖X‖ ≳ 1e154 the norms overflow and `inf <= inf` holds.
     solved = jnp.isfinite(x).all() & jnp.isfinite(residual)
     solved = solved & (residual <= 1000 * size * eps * scale)
-    failure = getattr(RESULTS, solver.failure_code)
-    result = RESULTS.where(solved, RESULTS.successful, failure)
+    result = RESULTS.where(solved, RESULTS.successful, solver.failure(state))
     result = RESULTS.where(solver.separation_ok(state), result, RESULTS.singular_equation)
     return RESULTS.where(finite_input, result, RESULTS.nonfinite_input)
 

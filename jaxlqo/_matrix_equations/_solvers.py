@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool
 
+from .._solution import RESULTS
 from ._operator import SylvesterOperator, as_dense
 
 
@@ -39,7 +40,9 @@ class AbstractSylvesterSolver(eqx.Module):
         """Whether the eigenvalues make the equation solvable (`True` if unknown)."""
         return jnp.array(True)
 
-    failure_code: str = eqx.field(static=True, default="singular_equation")
+    def failure(self, state: Any) -> RESULTS:
+        """The result code of a solve whose residual check fails (solvable equation)."""
+        return RESULTS.singular_equation
 
 
 def _eps(dtype) -> float:
@@ -107,7 +110,9 @@ class Kronecker(AbstractSylvesterSolver):
         else:
             matrix = jnp.kron(a, eye_m) + jnp.kron(eye_n, b.T)
         lam = _eigenvalues(operator.a)
-        mu = jnp.conj(lam) if adjoint_pair else _eigenvalues(operator.b)
+        # eig(B) = conj(eig(Bᴴ)); Bᴴ is A₂ in a Gramian equation, so XLA can share the call
+        # with the stability check of A₂ (see BartelsStewart.init).
+        mu = jnp.conj(lam if adjoint_pair else _eigenvalues(operator.b.conj().T))
         return matrix, lam, mu, operator.discrete
 
     def compute(self, state, c, transpose):
@@ -428,7 +433,11 @@ class BartelsStewart(AbstractSylvesterSolver):
         else:
             left = _triangularise(operator.a)
         # A Lyapunov/Stein equation has B = Aᴴ = U Tᴴ Uᴴ: one Schur form serves both sides.
-        right = left.adjoint() if adjoint_pair else _triangularise(operator.b)
+        # Otherwise factorise Bᴴ and take the adjoint: the Gramian equations of jaxlqo all
+        # have B = A₂ᴴ, so this is the Schur form of A₂ itself, and XLA's common-subexpression
+        # elimination shares it with every other solve of the program that factorises A₂
+        # (a dense h2 error and its gradient: two Schur forms, not three).
+        right = left.adjoint() if adjoint_pair else _triangularise(operator.b.conj().T).adjoint()
         return left, right, operator.discrete
 
     def compute(self, state, c, transpose):
@@ -478,7 +487,9 @@ class Doubling(AbstractSylvesterSolver):
     """
 
     max_steps: int = eqx.field(static=True, default=64)
-    failure_code: str = eqx.field(static=True, default="not_converged")
+
+    def failure(self, state):
+        return RESULTS.not_converged
 
     def init(self, operator, adjoint_pair):
         if not operator.discrete:
@@ -525,7 +536,9 @@ class MatrixSign(AbstractSylvesterSolver):
     """
 
     max_steps: int = eqx.field(static=True, default=100)
-    failure_code: str = eqx.field(static=True, default="not_converged")
+
+    def failure(self, state):
+        return RESULTS.not_converged
 
     def init(self, operator, adjoint_pair):
         if operator.discrete:
@@ -590,7 +603,8 @@ class Eigendecomposition(AbstractSylvesterSolver):
     (backward stable for any `A`).
     """
 
-    failure_code: str = eqx.field(static=True, default="eigendecomposition_failed")
+    def failure(self, state):
+        return RESULTS.eigendecomposition_failed
 
     def init(self, operator, adjoint_pair):
         left = _diagonalise(operator.a)
@@ -695,7 +709,9 @@ class _WithFallback(AbstractSylvesterSolver):
 
     first: AbstractSylvesterSolver = eqx.field(kw_only=True)
     second: AbstractSylvesterSolver = eqx.field(kw_only=True)
-    failure_code: str = eqx.field(static=True, default="eigendecomposition_failed")
+
+    def failure(self, state):
+        return RESULTS.eigendecomposition_failed
 
     def init(self, operator, adjoint_pair):
         return self.first.init(operator, adjoint_pair), operator, adjoint_pair
@@ -754,3 +770,7 @@ class AutoSolver(AbstractSylvesterSolver):
     def separation_ok(self, state):
         solver, inner = state
         return solver.separation_ok(inner)
+
+    def failure(self, state):
+        solver, inner = state
+        return solver.failure(inner)

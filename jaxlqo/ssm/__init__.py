@@ -15,16 +15,8 @@ from ._bidirectional import (
 from ._bound import LayerQuantities as LayerQuantities, layer_quantities as layer_quantities
 from ._compress import (
     METHODS as METHODS,
-    bound_report as bound_report,
-    bound_weights as bound_weights,
-    certify as certify,
     compress as compress,
     compress_layer as compress_layer,
-    full_trajectory as full_trajectory,
-    layer_input_second_moments as layer_input_second_moments,
-    output_error as output_error,
-    output_error_bound as output_error_bound,
-    pad_layers as pad_layers,
 )
 from ._data import (
     BBC_NEWS_TOPICS as BBC_NEWS_TOPICS,
@@ -33,6 +25,15 @@ from ._data import (
     load_digits_sequences as load_digits_sequences,
     load_fashion_mnist_sequences as load_fashion_mnist_sequences,
 )
+from ._evaluate import (
+    bound_report as bound_report,
+    bound_weights as bound_weights,
+    certify as certify,
+    full_trajectory as full_trajectory,
+    layer_input_second_moments as layer_input_second_moments,
+    output_error as output_error,
+    output_error_bound as output_error_bound,
+)
 from ._export import (
     exportable as exportable,
     system_to_lru as system_to_lru,
@@ -40,6 +41,20 @@ from ._export import (
 )
 from ._import import system_from_lru as system_from_lru, system_from_s5 as system_from_s5
 from ._match import match_layer as match_layer
+from ._methods import (
+    METHOD_TABLE as METHOD_TABLE,
+    AbstractCompressionMethod as AbstractCompressionMethod,
+    AbstractLayerwiseMethod as AbstractLayerwiseMethod,
+    BalancedTruncation as BalancedTruncation,
+    BoundWeighted as BoundWeighted,
+    LayerData as LayerData,
+    LayerwiseH2 as LayerwiseH2,
+    ModalTruncation as ModalTruncation,
+    ModePruning as ModePruning,
+    OutputMatching as OutputMatching,
+    TimeLimitedH2 as TimeLimitedH2,
+    pad_layers as pad_layers,
+)
 from ._model import (
     GELU_LIPSCHITZ as GELU_LIPSCHITZ,
     LAYER_NORM_EPS as LAYER_NORM_EPS,

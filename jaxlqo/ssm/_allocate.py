@@ -20,6 +20,7 @@ from jaxtyping import Array
 
 from .._gramians import hankel_singular_values
 from ._bound import with_input_factor
+from ._evaluate import bound_weights, layer_input_second_moments
 from ._model import DeepSSM
 from ._weighting import input_weight_roots
 
@@ -53,9 +54,6 @@ def allocate_ranks(
         go as (13, 1), and input-weighted BT then keeps 20.3% test accuracy against 93.6%
         for (7, 7). Compare with an even split before using it.
     """
-    # Imported here: _compress imports this module's neighbours, not the other way round.
-    from ._compress import bound_weights, layer_input_second_moments
-
     orders = [layer.n for layer in model.layers]
     if not minimum * len(orders) <= total <= sum(orders):
         raise ValueError(

@@ -161,9 +161,9 @@ def _compress_tree(params, rank, method, second_moments, horizon, max_steps, cal
                     f"{caller}: the second moment of layer {pre!r} must have shape "
                     f"({sys.m}, {sys.m}); got {moment.shape}."
                 )
-        rom, _ = compress_layer(
+        rom = compress_layer(
             sys, int(r), method=method, horizon=horizon, second_moment=moment, max_steps=max_steps
-        )
+        ).value
         if not bool(jnp.all(jnp.abs(rom.poles) < 1)):
             raise ValueError(
                 f"{caller}: method {method!r} returned an unstable block for layer {pre!r}; use "
