@@ -352,24 +352,21 @@ class SSMLayer(eqx.Module):
         the scan of [`diagonal_states`][jaxlqo.ssm.diagonal_states] (`parallel`: see there).
         """
         L, N, H = s.shape
-        n = self.n
-        # Two-dimensional (L·N, ·) operands throughout: XLA's CPU backend runs plain GEMMs far
-        # faster than dots with several contracting or free dimensions (measured 2× on the
-        # gradients of the readout).
-        s = s.astype(self.dtype).reshape(L * N, H)
-        drive_re = (s @ self.B_re.T).reshape(L, N, n)
-        drive_im = (s @ self.B_im.T).reshape(L, N, n)
-        x_re, x_im = diagonal_states(self.poles, drive_re, drive_im, parallel=parallel)
-        x_re, x_im = x_re.reshape(L * N, n), x_im.reshape(L * N, n)
-        y = x_re @ self.C_re.T - x_im @ self.C_im.T + s @ self.D.T
+        s = s.astype(self.dtype)
+        readout = None
         if self.F_re is not None:
-            q = self.quad_rank
-
-            def readout(re, im):  # Re(F x) for every (channel, product): (L·N, H·q)
-                return x_re @ re.reshape(H * q, n).T - x_im @ im.reshape(H * q, n).T
-
-            products = readout(self.F_re, self.F_im) * readout(self.G_re, self.G_im)
-            y = y + (products if q == 1 else jnp.sum(products.reshape(L * N, H, q), axis=-1))
+            assert self.F_im is not None and self.G_re is not None and self.G_im is not None
+            readout = (self.F_re, self.F_im, self.G_re, self.G_im)
+        y = block_output_batch(
+            self.poles,
+            (self.B_re, self.B_im),
+            (self.C_re, self.C_im),
+            self.D,
+            readout,
+            s,
+            parallel=parallel,
+        ).reshape(L * N, H)
+        s = s.reshape(L * N, H)
         v = s + gelu(y)
         # The LayerNorm over the last axis, as eqx.nn.LayerNorm computes it per step.
         norm = self.norm
@@ -402,6 +399,49 @@ class SSMLayer(eqx.Module):
         s = _as_model_input(s, self.dtype, "s", "SSMLayer")
         _check_ndim(s, (None, self.H), "s", "SSMLayer", f"(L, H) with H = {self.H}")
         return self.forward_batch(s[:, None, :])[:, 0, :]
+
+
+def block_output_batch(
+    poles: Array,
+    b: tuple[Array, Array],
+    c: tuple[Array, Array],
+    d: Array,
+    readout: tuple[Array, Array, Array, Array] | None,
+    s: Float[Array, "L N m"],
+    *,
+    parallel: bool | None = None,
+) -> Float[Array, "L N p"]:
+    r"""The output `y` of a complex-diagonal LQO block for a time-major batch `s` `(L, N, m)`.
+
+    `y_k = Re(C x_k) + D s_k + Σ_l Re(F_l x_k) ⊙ Re(G_l x_k)`, `x_{k+1} = λ ⊙ x_k + B s_k`,
+    with `B s`, `C x`, `D s` and the readouts as real GEMMs over every step of every sequence
+    and the scan of [`diagonal_states`][jaxlqo.ssm.diagonal_states] (`parallel`: see there):
+    the fast path behind `SSMLayer.forward_batch` and output matching. `b`, `c`: real and
+    imaginary parts of `B` `(n, m)` and `C` `(p, n)`; `readout`: `(Re F, Im F, Re G, Im G)`,
+    each `(p, q, n)`, or `None`.
+    """
+    L, N, m = s.shape
+    n = poles.shape[0]
+    # Two-dimensional (L·N, ·) operands throughout: XLA's CPU backend runs plain GEMMs far
+    # faster than dots with several contracting or free dimensions (measured 2× on the
+    # gradients of the readout).
+    s = s.reshape(L * N, m)
+    drive_re = (s @ b[0].T).reshape(L, N, n)
+    drive_im = (s @ b[1].T).reshape(L, N, n)
+    x_re, x_im = diagonal_states(poles, drive_re, drive_im, parallel=parallel)
+    x_re, x_im = x_re.reshape(L * N, n), x_im.reshape(L * N, n)
+    y = x_re @ c[0].T - x_im @ c[1].T + s @ d.T
+    p = y.shape[1]
+    if readout is not None:
+        f_re, f_im, g_re, g_im = readout
+        q = f_re.shape[1]
+
+        def read(re, im):  # Re(F x) for every (channel, product): (L·N, p·q)
+            return x_re @ re.reshape(p * q, n).T - x_im @ im.reshape(p * q, n).T
+
+        products = read(f_re, f_im) * read(g_re, g_im)
+        y = y + (products if q == 1 else jnp.sum(products.reshape(L * N, p, q), axis=-1))
+    return y.reshape(L, N, p)
 
 
 def _linear_size(size: int | Literal["scalar"]) -> int:
