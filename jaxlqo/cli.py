@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "compress",
         help="compress a deep SSM and report accuracy and error bounds",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     c.add_argument(
         "--model",
@@ -151,6 +151,15 @@ def _parser() -> argparse.ArgumentParser:
         "contention with XLA's own thread pool; 0 leaves the libraries' default)",
     )
     return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except `None`: those options say in words what they default to."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _default_ranks(model) -> list[int]:

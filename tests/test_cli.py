@@ -63,4 +63,5 @@ def test_help_lists_every_option_with_its_default(capsys):
         "--blas-threads",
     ):
         assert option in text
-    assert "(default: 256)" in text and "(default: 60)" in text
+    assert "(default: 512" in text and "(default: 90)" in text
+    assert "(default: None)" not in text  # those options say what they default to
