@@ -113,6 +113,16 @@ def _white(sys: DiagonalLQOSystem) -> Array:
     return jnp.eye(sys.m, dtype=sys.D.dtype)
 
 
+def _input_weight(sys: DiagonalLQOSystem, data: "LayerData", input_aware: bool) -> Array:
+    """The second moment an input-aware method weights by; `I` (a white input) otherwise.
+
+    A plain method is its input-aware twin with `W = I`, so that both share one compiled
+    function; the results agree to rounding.
+    """
+    moment = data.second_moment if input_aware else None
+    return _white(sys) if moment is None else moment
+
+
 class LayerData(eqx.Module):
     """What a layerwise method measured on the calibration data for one layer."""
 
@@ -210,10 +220,7 @@ class BalancedTruncation(AbstractLayerwiseMethod):
     input_aware: bool = eqx.field(default=False, static=True)
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
-        # A plain method is its input-aware twin with a white input (W = I), so that both
-        # share one compiled function; the results agree to rounding.
-        moment = data.second_moment if self.input_aware else None
-        moment = _white(sys) if moment is None else moment
+        moment = _input_weight(sys, data, self.input_aware)
         return _solution(_balanced(sys, r, horizon, input_weight_roots(moment)), {})
 
 
@@ -244,8 +251,7 @@ class LayerwiseH2(AbstractLayerwiseMethod):
         return None
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
-        moment = data.second_moment if self.input_aware else None
-        moment = _white(sys) if moment is None else moment
+        moment = _input_weight(sys, data, self.input_aware)
         start = _balanced(sys, r, horizon, input_weight_roots(moment))
         slots = r if slots is None else slots
         sol = reduce(
