@@ -56,7 +56,7 @@ cases = {
     "h2_norm diagonal": (lqo.h2_norm, (g,)),
     "h2_error dense + grad": (jax.value_and_grad(lambda r, f: lqo.h2_error(f, r)), (rd, d)),
     "h2_error diagonal + grad": (jax.value_and_grad(lambda r, f: lqo.h2_error(f, r)), (gr, g)),
-    "balanced_truncation": (lambda s: lqo.balanced_truncation(s, 8)[0], (d,)),
+    "balanced_truncation": (lambda s: lqo.balanced_truncation(s, 8).value, (d,)),
     "reduce diagonal": (lambda s: lqo.reduce(s, 8, max_steps=5).value, (g,)),
     "reduce dense": (lambda s: lqo.reduce(s, 8, max_steps=5).value, (d,)),
 }

@@ -135,10 +135,10 @@ def run_s5(quick=False, layers=6, channels=256, states=192, rank=16, max_steps=2
     first = None
     errors = []
     for f, sol in zip(foms, sols, strict=True):
-        bt, _ = lqo.balanced_truncation(f, rank)
+        bt = lqo.balanced_truncation(f, rank).value
         errors.append((float(lqo.h2_error(f, bt)), float(lqo.h2_error(f, sol.value))))
         assert errors[-1][1] <= errors[-1][0] * (1 + 1e-6), "reduce worse than its BT init"
-    bt_fn = jax.jit(jax.vmap(lambda f: lqo.balanced_truncation(f, rank)[0]))
+    bt_fn = jax.jit(jax.vmap(lambda f: lqo.balanced_truncation(f, rank).value))
     stacked = stack(foms)
     start = time.perf_counter()
     jax.block_until_ready(bt_fn(stacked))

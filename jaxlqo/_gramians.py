@@ -43,9 +43,9 @@ from ._matrix_equations import (
     solve_discrete_sylvester,
     solve_sylvester,
 )
-from ._realisation import Realisation, doubling_transform, realise
+from ._realisation import Realisation
 from ._solution import RESULTS, Solution
-from ._systems import AbstractSystem, DiagonalLQOSystem, check_system
+from ._systems import AbstractSystem, check_system
 
 
 def adjoint(a: Array) -> Array:
@@ -95,11 +95,6 @@ def systems_are_finite(*systems: AbstractSystem):
     return finite
 
 
-def _state_matrix(sys: AbstractSystem) -> Array:
-    # `to_dense()` of an `LQOSystem` is the system itself.
-    return sys.poles if isinstance(sys, DiagonalLQOSystem) else sys.to_dense().A
-
-
 def raise_if_time_domain_mixup(value, systems, stable):
     """Raise a specific message when unstable systems would be stable in the other time domain.
 
@@ -111,7 +106,7 @@ def raise_if_time_domain_mixup(value, systems, stable):
     def stable_in_other_domain():
         other = systems_are_finite(*systems)
         for sys in systems:
-            other = other & is_stable_matrix(_state_matrix(sys), not discrete)
+            other = other & is_stable_matrix(sys.state_matrix, not discrete)
         return other
 
     # `cond`: the extra eigenvalue computation only runs for an unstable system (outside vmap).
@@ -191,7 +186,7 @@ def is_stable(sys: AbstractSystem) -> Bool[Array, ""]:
 
     Uses the poles directly for a diagonal system and `jnp.linalg.eigvals` for a dense one.
     """
-    return is_stable_matrix(_state_matrix(sys), sys.is_discrete)
+    return is_stable_matrix(sys.state_matrix, sys.is_discrete)
 
 
 def quadratic_source(r: Realisation, p: Array) -> Array:
@@ -251,18 +246,6 @@ def finish(value, result, stable, horizon, throw, systems=()):
     return Solution(value=value, result=result, stats={})
 
 
-def gramian_to_real_coordinates(sys: AbstractSystem, g: Array, kind: str) -> Array:
-    """Gramians of the realisation in the coordinates of `sys.to_dense()` (state [Re x; Im x])."""
-    if not isinstance(sys, DiagonalLQOSystem):
-        return g
-    t = doubling_transform(sys.n, g.dtype)
-    if kind == "controllability":  # x_c = T x_r  ⇒  P_r = T⁻¹ P_c T⁻ᴴ,  T⁻¹ = ½ Tᴴ
-        g = 0.25 * t.conj().T @ g @ t
-    else:  # Q_r = Tᴴ Q_c T
-        g = t.conj().T @ g @ t
-    return jnp.real(g)
-
-
 def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
     r"""The controllability (reachability) Gramian `P`.
 
@@ -284,9 +267,9 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
     caller = "controllability_gramian"
     check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
-    r = realise(sys, caller)
+    r = sys.realisation(caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
-    p = gramian_to_real_coordinates(sys, p, "controllability")
+    p = sys.gramian_in_dense_coordinates(p, "controllability")
     return finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
@@ -303,9 +286,9 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     caller = "observability_gramian"
     check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
-    r = realise(sys, caller)
+    r = sys.realisation(caller)
     _, q, result = realisation_gramians(r, horizon)
-    q = gramian_to_real_coordinates(sys, q, "observability")
+    q = sys.gramian_in_dense_coordinates(q, "observability")
     return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
@@ -332,7 +315,7 @@ def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = T
     caller = "hankel_singular_values"
     check_system(sys, caller)
     horizon = check_horizon(horizon, sys.is_discrete, caller)
-    r = realise(sys, caller)
+    r = sys.realisation(caller)
     p, q, result = realisation_gramians(r, horizon)
     sigma = jnp.linalg.svd(psd_sqrt_factor(q).conj().T @ psd_sqrt_factor(p), compute_uv=False)
     return finish(sigma, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))

@@ -23,7 +23,7 @@ from ._gramians import (
 )
 from ._matrix_equations._solvers import eigenvalues_separated
 from ._misc import common_inexact_dtype, complex_dtype
-from ._realisation import Realisation, realise
+from ._realisation import Realisation
 from ._solution import RESULTS, Solution
 from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 
@@ -303,7 +303,7 @@ def use_accurate_form(fom: AbstractSystem, rom: AbstractSystem, accurate, caller
     system) on the CPU, where `eig` is available. `True` forces it for any LTI pair.
     """
     lti = fom.is_lti and rom.is_lti
-    dense = isinstance(fom, LQOSystem) or isinstance(rom, LQOSystem)
+    dense = fom.state_matrix.ndim == 2 or rom.state_matrix.ndim == 2  # `eig` on the CPU only
     if accurate is None:
         small = fom.p * fom.m <= 2 * (fom.p + fom.m)
         return lti and small and (not dense or jax.default_backend() == "cpu")
@@ -403,7 +403,7 @@ def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Ar
         squared = value + feedthrough_term(sys.D, sys.is_discrete)
         stable = is_stable_matrix(sys.poles, sys.is_discrete)
         return _finish(safe_sqrt(squared), result, stable, horizon, throw, (sys,))
-    r = realise(sys, caller)
+    r = sys.realisation(caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
     squared = h2_inner_product(r, r, p) + feedthrough_term(r.d, r.discrete)
     stable = is_stable_matrix(r.a, r.discrete)
@@ -457,7 +457,7 @@ def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=
     horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     squared, result, stable = _three_term_error_squared(fom, rom, horizon, fom_norm_squared)
     if use_accurate_form(fom, rom, accurate, caller):
-        f, g = lti_modes(realise(fom, caller)), lti_modes(realise(rom, caller))
+        f, g = lti_modes(fom.realisation(caller)), lti_modes(rom.realisation(caller))
         value = accurate_error_squared(f, g, fom.is_discrete, horizon)
         squared = with_accurate_value(squared, value, f.ok & g.ok & stable)
     d_err = fom.D - rom.D.astype(fom.D.dtype)
@@ -479,7 +479,7 @@ def _three_term_error_squared(fom, rom, horizon, fom_norm_squared):
         stable = is_stable_matrix(fom.poles, fom.is_discrete)
         stable = stable & is_stable_matrix(rom.poles, rom.is_discrete)
         return squared, first_failure(*results), stable
-    r1, r2 = realise(fom, caller), realise(rom, caller)
+    r1, r2 = fom.realisation(caller), rom.realisation(caller)
     dtype = common_inexact_dtype(r1.b, r2.b)
     terms, results = [], []
     # All three terms go through the same (Sylvester) path, so that for identical systems they
@@ -633,7 +633,7 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
             f"{caller}: `rom` must be a real dense LQOSystem; got {type(rom).__name__}."
         )
     check_system_pair(fom, rom, caller)
-    r1, r2 = realise(fom, caller), realise(rom, caller)
+    r1, r2 = fom.realisation(caller), rom.realisation(caller)
     disc = r1.discrete
     dtype = common_inexact_dtype(r1.b, r2.b)
     a_hat, b_hat, c_hat, m_hat = rom.A, rom.B, rom.C, rom.M

@@ -10,7 +10,8 @@ the diagonal system with poles `[λ; λ̄]` and state `x_c = [x; x̄] = T [Re x;
 `T = [[I, iI], [I, −iI]]`: then `Re(C x) = ½[C, C̄] x_c` and `Re(f x) Re(g x) = x_cᴴ ½(f_cᴴ g_c
 + g_cᴴ f_c) x_c` with `f_c = ½[f, f̄]`. This is an exact similarity transform of the realified
 system `[Re x; Im x]`, so every norm, Gramian eigenvalue and Hankel singular value agrees with
-`sys.to_dense()`, while the state matrix stays diagonal (closed-form solves).
+`sys.to_dense()`, while the state matrix stays diagonal (closed-form solves). Each system
+class builds its own (`AbstractSystem.realisation`).
 
 With this form, the h2 inner product of two systems is (docs/h2.md)
 
@@ -22,8 +23,6 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 from jaxtyping import Array
-
-from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
 
 
 class Realisation(NamedTuple):
@@ -41,32 +40,7 @@ class Realisation(NamedTuple):
         return self.a.shape[0]
 
 
-def realise(sys: AbstractSystem, caller: str) -> Realisation:
-    if isinstance(sys, DiagonalLQOSystem):
-        poles = jnp.concatenate([sys.poles, jnp.conj(sys.poles)])
-        b = jnp.concatenate([sys.B, jnp.conj(sys.B)], axis=0)
-        c = _doubled_rows(sys.C)
-        rows = core = None
-        if (fg := sys.quadratic_readout) is not None:
-            rows = jnp.concatenate([_doubled_rows(fg[0]), _doubled_rows(fg[1])], axis=-2)
-            k = fg[0].shape[-2]
-            eye = jnp.eye(k, dtype=sys.poles.dtype)
-            zero = jnp.zeros_like(eye)
-            swap = 0.5 * jnp.block([[zero, eye], [eye, zero]])
-            core = jnp.broadcast_to(swap, (sys.p, 2 * k, 2 * k))
-        return Realisation(poles, b, c, rows, core, sys.D, sys.is_discrete, sys.dt)
-    if isinstance(sys, LQOSystem):
-        if jnp.iscomplexobj(sys.A):
-            raise TypeError(
-                f"{caller}: h2 norms and Gramians are defined here for real-output systems: a "
-                "real `LQOSystem` or a `DiagonalLQOSystem` (output Re(Cx)); got a complex "
-                f"`LQOSystem` ({sys.A.dtype})."
-            )
-        return Realisation(sys.A, sys.B, sys.C, None, sys.M, sys.D, sys.is_discrete, sys.dt)
-    raise TypeError(f"{caller}: expected a jaxlqo system; got {type(sys).__name__}.")
-
-
-def _doubled_rows(rows: Array) -> Array:
+def doubled_rows(rows: Array) -> Array:
     """Rows `r` acting as `Re(r x)` become `½[r, r̄]` acting on `[x; x̄]`."""
     return 0.5 * jnp.concatenate([rows, jnp.conj(rows)], axis=-1)
 

@@ -1,12 +1,11 @@
 """Time-domain simulation of discrete-time systems: the oracle for norms and error bounds."""
 
 import jax
-import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Inexact
 
 from ._misc import as_inexact_array, check_shape
-from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem
+from ._systems import AbstractSystem, check_system
 
 
 def simulate(sys: AbstractSystem, u: Inexact[Array, "L m"]) -> Array:
@@ -26,6 +25,7 @@ def simulate(sys: AbstractSystem, u: Inexact[Array, "L m"]) -> Array:
 
     **Returns:** the outputs, shape `(L, p)`.
     """
+    check_system(sys, "simulate")
     if not sys.is_discrete:
         raise ValueError(
             "simulate: `sys` is continuous time (dt=None); simulate a discretised system "
@@ -41,31 +41,5 @@ def simulate(sys: AbstractSystem, u: Inexact[Array, "L m"]) -> Array:
         )
     # Everything is computed in the system's dtype (explicit casts: strict promotion safe).
     u = u.astype(sys.D.dtype)
-    states = simulate_states(sys, u)
+    states = sys.states(u)
     return jax.vmap(sys.output)(states, u)
-
-
-def simulate_states(sys: AbstractSystem, u: Array) -> Array:
-    """The states `x_0, …, x_{L-1}` (x_0 = 0)."""
-    if isinstance(sys, DiagonalLQOSystem):
-        drive = u.astype(sys.B.dtype) @ sys.B.T  # (L, n): B u_k
-        decay = jnp.broadcast_to(sys.poles, drive.shape)
-
-        # x_{k+1} = λ ⊙ x_k + b_k composes associatively:
-        # (a₁, b₁) then (a₂, b₂) = (a₂a₁, a₂b₁ + b₂).
-        def combine(first, second):
-            a1, b1 = first
-            a2, b2 = second
-            return a2 * a1, a2 * b1 + b2
-
-        _, after = lax.associative_scan(combine, (decay, drive))  # x_1, …, x_L
-        return jnp.concatenate([jnp.zeros_like(after[:1]), after[:-1]], axis=0)
-    if isinstance(sys, LQOSystem):
-        A, B = sys.A, sys.B
-
-        def step(x, u_k):
-            return A @ x + B @ u_k, x
-
-        _, states = lax.scan(step, jnp.zeros(sys.n, A.dtype), u)
-        return states
-    raise TypeError(f"simulate: unsupported system type {type(sys).__name__}.")

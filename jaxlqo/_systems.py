@@ -5,6 +5,7 @@ Continuous time (`dt=None`):     ẋ(t)    = A x(t) + B u(t),     x(0) = 0
 Output (both):                   y = C x + D u + [xᵀ M_1 x, …, xᵀ M_p x]ᵀ
 """
 
+import abc
 import math
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Real
 
 from ._misc import as_inexact_array, check_shape, common_inexact_dtype
+from ._realisation import Realisation, doubled_rows, doubling_transform
 
 
 def _check_dt(dt, caller: str) -> float | None:
@@ -100,11 +102,9 @@ class AbstractSystem(eqx.Module):
     dt: eqx.AbstractVar[float | None]
 
     if TYPE_CHECKING:
-        # Every concrete system has a feedthrough and an output map. Declared for type
-        # checkers only: an annotation here would make `D` a dataclass field of this base.
+        # Every concrete system has a feedthrough. Declared for type checkers only: an
+        # annotation here would make `D` a dataclass field of this base.
         D: Array
-
-        def output(self, x: Array, u: Array) -> Array: ...
 
     @property
     def is_discrete(self) -> bool:
@@ -112,25 +112,56 @@ class AbstractSystem(eqx.Module):
         return self.dt is not None
 
     @property
+    @abc.abstractmethod
     def n(self) -> int:
-        raise NotImplementedError
+        """The number of states (complex states for a diagonal system)."""
 
     @property
+    @abc.abstractmethod
     def m(self) -> int:
-        raise NotImplementedError
+        """The number of inputs."""
 
     @property
+    @abc.abstractmethod
     def p(self) -> int:
-        raise NotImplementedError
+        """The number of outputs."""
 
     @property
+    @abc.abstractmethod
     def is_lti(self) -> bool:
         """Whether the system has no quadratic output."""
-        raise NotImplementedError
 
+    @property
+    @abc.abstractmethod
+    def state_matrix(self) -> Array:
+        """The state matrix: `(n, n)`, or its diagonal `(n,)` for a diagonal system.
+
+        Its eigenvalues decide stability (`jaxlqo.is_stable`).
+        """
+
+    @abc.abstractmethod
     def to_dense(self) -> "LQOSystem":
         """The same input-output map as a dense [`jaxlqo.LQOSystem`][]."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def realisation(self, caller: str) -> Realisation:
+        """The system as a `Realisation` (real output by construction, see `_realisation.py`):
+        the one form every Gramian, norm and h2 error is computed on."""
+
+    @abc.abstractmethod
+    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
+        """A Gramian of `self.realisation()` in the coordinates of `self.to_dense()`.
+
+        `kind` is `"controllability"` or `"observability"` (they transform differently).
+        """
+
+    @abc.abstractmethod
+    def states(self, u: Array) -> Array:
+        """The states `x_0, …, x_{L-1}` (`x_0 = 0`) of the discrete recurrence driven by `u`."""
+
+    @abc.abstractmethod
+    def output(self, x: Array, u: Array) -> Array:
+        """The output `y` for one state `x` (n,) and input `u` (m,)."""
 
 
 class LQOSystem(AbstractSystem):
@@ -206,8 +237,34 @@ class LQOSystem(AbstractSystem):
     def is_lti(self) -> bool:
         return self.M is None
 
+    @property
+    def state_matrix(self) -> Array:
+        return self.A
+
     def to_dense(self) -> "LQOSystem":
         return self
+
+    def realisation(self, caller: str) -> Realisation:
+        """A real dense system is its own realisation (`W_j = I`, `S_j = M_j`)."""
+        if jnp.iscomplexobj(self.A):
+            raise TypeError(
+                f"{caller}: h2 norms and Gramians are defined here for real-output systems: a "
+                "real `LQOSystem` or a `DiagonalLQOSystem` (output Re(Cx)); got a complex "
+                f"`LQOSystem` ({self.A.dtype})."
+            )
+        return Realisation(self.A, self.B, self.C, None, self.M, self.D, self.is_discrete, self.dt)
+
+    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
+        return g  # the realisation has the system's own coordinates
+
+    def states(self, u: Array) -> Array:
+        A, B = self.A, self.B
+
+        def step(x, u_k):
+            return A @ x + B @ u_k, x
+
+        _, states = jax.lax.scan(step, jnp.zeros(self.n, A.dtype), u)
+        return states
 
     def output(self, x: Array, u: Array) -> Array:
         """`y = C x + D u + [xᵀ M_j x]_j` for one state `x` (n,) and input `u` (m,)."""
@@ -313,6 +370,47 @@ class DiagonalLQOSystem(AbstractSystem):
             return None
         assert self.G is not None
         return self.F, self.G
+
+    @property
+    def state_matrix(self) -> Array:
+        return self.poles
+
+    def realisation(self, caller: str) -> Realisation:
+        """The diagonal system with poles `[λ; λ̄]` and state `[x; x̄]` (`_realisation.py`)."""
+        poles = jnp.concatenate([self.poles, jnp.conj(self.poles)])
+        b = jnp.concatenate([self.B, jnp.conj(self.B)], axis=0)
+        c = doubled_rows(self.C)
+        rows = core = None
+        if (fg := self.quadratic_readout) is not None:
+            rows = jnp.concatenate([doubled_rows(fg[0]), doubled_rows(fg[1])], axis=-2)
+            k = fg[0].shape[-2]
+            eye = jnp.eye(k, dtype=self.poles.dtype)
+            zero = jnp.zeros_like(eye)
+            swap = 0.5 * jnp.block([[zero, eye], [eye, zero]])
+            core = jnp.broadcast_to(swap, (self.p, 2 * k, 2 * k))
+        return Realisation(poles, b, c, rows, core, self.D, self.is_discrete, self.dt)
+
+    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
+        t = doubling_transform(self.n, g.dtype)
+        if kind == "controllability":  # x_c = T x_r  ⇒  P_r = T⁻¹ P_c T⁻ᴴ,  T⁻¹ = ½ Tᴴ
+            g = 0.25 * t.conj().T @ g @ t
+        else:  # Q_r = Tᴴ Q_c T
+            g = t.conj().T @ g @ t
+        return jnp.real(g)
+
+    def states(self, u: Array) -> Array:
+        drive = u.astype(self.B.dtype) @ self.B.T  # (L, n): B u_k
+        decay = jnp.broadcast_to(self.poles, drive.shape)
+
+        # x_{k+1} = λ ⊙ x_k + b_k composes associatively:
+        # (a₁, b₁) then (a₂, b₂) = (a₂a₁, a₂b₁ + b₂).
+        def combine(first, second):
+            a1, b1 = first
+            a2, b2 = second
+            return a2 * a1, a2 * b1 + b2
+
+        _, after = jax.lax.associative_scan(combine, (decay, drive))  # x_1, …, x_L
+        return jnp.concatenate([jnp.zeros_like(after[:1]), after[:-1]], axis=0)
 
     def output(self, x: Array, u: Array) -> Array:
         """`y = Re(C x) + D u + Σ_l Re(F_l x) Re(G_l x)` for one complex state `x` (n,)."""

@@ -18,7 +18,7 @@ Lyapunov equation with `+Q` on the left (`A X + X Aᵀ + Q = 0`), SciPy and jaxl
 | `gram(sys, 'o')` | (LQO) observability Gramian | `observability_gramian(sys)` |
 | `gram(sys, 'cf')`, `'of'` | upper-triangular `R`, `W = Rᵀ R` | Cholesky factor, transposed |
 | `hsvd(sys)` | Hankel singular values, decreasing | `hankel_singular_values(sys)` |
-| `balred(sys, orders)` | balanced truncation, `orders` states | `balanced_truncation(sys, r)[0]` |
+| `balred(sys, orders)` | balanced truncation to `orders` | `balanced_truncation(sys, r).value` |
 | `norm(sys, 2)` | h2 norm (`inf` if unstable) | `h2_norm(sys, throw=False).value` |
 | `ss(A, B, C, D, dt)` | a system, python-control's `dt` | `LQOSystem(A, B, C, D=D, dt=...)` |
 
@@ -360,7 +360,7 @@ def balred(sys, orders, method="truncate", alpha=None):
     results = []
     for r in ranks:
         try:
-            rom, _ = balanced_truncation(s, int(r))
+            rom = balanced_truncation(s, int(r)).value
         except eqx.EquinoxRuntimeError as e:  # eager: a value-dependent failure
             raise ComputationError(f"{caller}: {e}") from e
         if is_control_system(sys):

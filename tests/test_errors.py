@@ -219,7 +219,7 @@ def test_reducing_to_too_many_states(mats):
     with pytest.raises(ValueError, match="must be an int"):
         lqo.balanced_truncation(sys, 2.0)
     # r = n is allowed and reproduces the system.
-    rom, _ = lqo.balanced_truncation(sys, N)
+    rom = lqo.balanced_truncation(sys, N).value
     assert float(lqo.h2_error(sys, rom)) < 1e-6 * float(lqo.h2_norm(sys))
 
 
@@ -293,10 +293,10 @@ def test_modal_truncation_of_a_jordan_block_raises():
     with pytest.raises(Exception, match="ill-conditioned.*balanced_truncation"):
         lqo.modal_truncation(sys, 3)
     # A diagonalisable system of the same size is fine.
-    rom = lqo.modal_truncation(
+    sol = lqo.modal_truncation(
         lqo.LQOSystem(np.diag([0.5, 0.4, 0.3]), np.ones((3, 1)), np.ones((1, 3)), dt=1.0), 3
     )
-    assert rom.n == 3
+    assert sol.value.n == 3 and sol.result == lqo.RESULTS.successful
 
 
 @pytest.mark.parametrize(
@@ -326,7 +326,7 @@ def test_reduce_rejects_bad_max_steps(mats, max_steps):
 def test_reduce_reports_a_nonfinite_objective(mats):
     # Before: reported as `max_steps_reached`.
     sys = _discrete(mats)
-    init, _ = lqo.balanced_truncation(sys, 2)
+    init = lqo.balanced_truncation(sys, 2).value
     bad = eqx.tree_at(lambda s: s.B, init, init.B.at[0, 0].set(jnp.nan))
     sol = lqo.reduce(sys, 2, init=bad, max_steps=3)
     assert sol.result == lqo.RESULTS.nonfinite_objective
@@ -345,7 +345,7 @@ def test_infinite_horizon_means_no_horizon(mats):
     for s in (sys, cont):
         assert float(lqo.h2_norm(s, horizon=np.inf)) == float(lqo.h2_norm(s))
         assert float(lqo.h2_norm(s, horizon=float("inf"))) == float(lqo.h2_norm(s))
-    rom, _ = lqo.balanced_truncation(cont, 2, horizon=np.inf)
+    rom = lqo.balanced_truncation(cont, 2, horizon=np.inf).value
     assert float(lqo.h2_error(cont, rom, horizon=np.inf)) == float(lqo.h2_error(cont, rom))
 
 

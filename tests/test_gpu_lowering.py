@@ -101,8 +101,8 @@ def _cases():
             jax.value_and_grad(lambda r, f: lqo.h2_error(f, r)),
             (diag_rom, diag),
         ),
-        "balanced_truncation dense": (lambda s: lqo.balanced_truncation(s, 4)[0], (dense_d,)),
-        "balanced_truncation diagonal": (lambda s: lqo.balanced_truncation(s, 4)[0], (diag,)),
+        "balanced_truncation dense": (lambda s: lqo.balanced_truncation(s, 4).value, (dense_d,)),
+        "balanced_truncation diagonal": (lambda s: lqo.balanced_truncation(s, 4).value, (diag,)),
         "reduce dense": (lambda s: lqo.reduce(s, 4, max_steps=3).value, (dense_d,)),
         "reduce diagonal": (lambda s: lqo.reduce(s, 4, max_steps=3).value, (diag,)),
     }

@@ -134,8 +134,11 @@ def _balanced_truncations(sys):
 
 @functools.cache
 def balanced(name: str) -> dict:
-    """Balanced truncations at every order in `ORDERS`, in one compilation (shared Gramians)."""
-    return dict(zip(ORDERS, _balanced_truncations(model(name)), strict=True))
+    """`(rom, hsv)` of balanced truncation at every order in `ORDERS`, in one compilation
+    (shared Gramians)."""
+    solutions = _balanced_truncations(model(name))
+    pairs = [(sol.value, sol.stats["hankel_singular_values"]) for sol in solutions]
+    return dict(zip(ORDERS, pairs, strict=True))
 
 
 @functools.cache
@@ -231,8 +234,8 @@ def _perturbed(rom: lqo.LQOSystem, seed: int) -> lqo.LQOSystem:
 @FEW
 @hypothesis.given(DENSE, st.integers(0, 2**32 - 1))
 def test_dense_reductions_are_stable(sys, seed):
-    rom_bt, _ = balanced_truncation(sys, R)
-    modal = modal_truncation(sys, R)
+    rom_bt = balanced_truncation(sys, R).value
+    modal = modal_truncation(sys, R).value
     init = _perturbed(rom_bt, seed)
     given = lqo.reduce(sys, R, init=init, max_steps=STEPS)
     limited = lqo.reduce(sys, R, horizon=DENSE_HORIZON, max_steps=STEPS)
@@ -253,8 +256,8 @@ def test_dense_reductions_are_stable(sys, seed):
 @FEW
 @hypothesis.given(DIAG)
 def test_diagonal_reductions_are_stable(sys):
-    rom_bt, _ = balanced_truncation(sys, R)
-    modal = modal_truncation(sys, R)
+    rom_bt = balanced_truncation(sys, R).value
+    modal = modal_truncation(sys, R).value
     infinite = lqo.reduce(sys, R, max_steps=STEPS)
     limited = lqo.reduce(sys, R, horizon=DIAG_HORIZON, max_steps=STEPS)
     for rom in (rom_bt, modal, infinite.value, limited.value):
@@ -274,7 +277,7 @@ def test_reduce_keeps_negative_real_discrete_poles():
     # Real modes are held as μ = ±exp(−exp(ν)); the sign of a negative real pole must survive.
     poles = np.array([-0.9, -0.6, 0.2, -0.3, 0.5 + 0.3j, 0.5 - 0.3j])
     sys = first(T.lqo_systems(poles=poles, m=2, p=2, lti=False))  # the `DENSE` structure
-    init, _ = balanced_truncation(sys, R, horizon=DENSE_HORIZON)
+    init = balanced_truncation(sys, R, horizon=DENSE_HORIZON).value
     mu0 = np.linalg.eigvals(np.asarray(init.A))
     assert np.all(mu0.imag == 0) and np.any(mu0.real < 0)
     sol = lqo.reduce(sys, R, horizon=DENSE_HORIZON, max_steps=STEPS)
@@ -349,7 +352,6 @@ def test_dense_result_of_reduce_is_exactly_its_modal_model(sys, seed):
 def test_objective_without_schur_coordinates_keeps_the_imaginary_part_of_b_hat():
     # Off CPU a dense fom is not moved to complex Schur coordinates, so its `B` stays real:
     # the cross term `B B̂ᴴ` must still be complex (it used to drop Im B̂).
-    from jaxlqo._realisation import realise
     from jaxlqo._reduction._optimise import (
         _error_objective,
         _initial,
@@ -363,7 +365,7 @@ def test_objective_without_schur_coordinates_keeps_the_imaginary_part_of_b_hat()
         assert bool(jnp.any(is_pair == 1))  # a complex mode: Im B̂ ≠ 0
         params = parameters_from(rom0, is_pair)
         expected = h2_error(sys, rom0, horizon=horizon) ** 2
-        real = realise(sys, "test")
+        real = sys.realisation("test")
         for fom_r, solver in (_schur_coordinates(real), (real, None)):
             value = _error_objective(fom_r, solver, horizon, None, rom0.D, rom0.dt)(params)
             assert_squared_errors_close(value, expected, h2_norm(sys), 1e-10)
@@ -377,7 +379,6 @@ def test_closed_form_objective_of_a_diagonal_fom_equals_the_realised_one(
 ):
     # `reduce` evaluates its objective for an LTI diagonal fom by closed forms: it must be the
     # same function of the parameters as the realised (Gramian) objective, at any iterate.
-    from jaxlqo._realisation import realise
     from jaxlqo._reduction._optimise import (
         _diagonal_objective,
         _error_objective,
@@ -401,7 +402,7 @@ def test_closed_form_objective_of_a_diagonal_fom_equals_the_realised_one(
     params = parameters_from(rom, jnp.ones(r))
     closed = _diagonal_objective(fom, horizon, factor, fom.D, dt)
     realised = _error_objective(
-        _weighted(realise(fom, "test"), factor), None, horizon, factor, fom.D, dt
+        _weighted(fom.realisation("test"), factor), None, horizon, factor, fom.D, dt
     )
     value, grad = jax.value_and_grad(closed)(params)
     expected, expected_grad = jax.value_and_grad(realised)(params)
@@ -495,7 +496,7 @@ def test_modal_truncation_keeps_the_dominant_poles():
     b = jnp.asarray(np.sqrt(gains)[:, None] * np.ones((6, 1)), dtype=jnp.complex128)
     c = jnp.asarray(np.sqrt(gains)[None, :] * np.exp(1j * np.arange(6))[None, :])
     sys = lqo.DiagonalLQOSystem(poles, b, c, dt=None)
-    rom = modal_truncation(sys, 3)
+    rom = modal_truncation(sys, 3).value
     assert isinstance(rom, lqo.DiagonalLQOSystem) and rom.n == 3
     expected = np.asarray(poles)[[1, 3, 0]]
     np.testing.assert_allclose(np.sort_complex(np.asarray(rom.poles)), np.sort_complex(expected))
@@ -507,11 +508,11 @@ def test_modal_truncation_keeps_the_dominant_poles():
 
 def test_modal_truncation_of_all_modes_of_a_dense_system_is_exact():
     sys = dense_example(1)
-    rom = modal_truncation(sys, sys.n)
+    rom = modal_truncation(sys, sys.n).value
     assert isinstance(rom, lqo.DiagonalLQOSystem) and rom.F is not None
     assert float(h2_error(sys, rom)) <= 1e-6 * float(h2_norm(sys))
     # With fewer slots the dominant modes go first, and the error is not zero.
-    partial = modal_truncation(sys, R)
+    partial = modal_truncation(sys, R).value
     assert bool(is_stable(partial))
     assert float(h2_error(sys, partial)) > 1e-3 * float(h2_norm(sys))
 
@@ -521,18 +522,20 @@ def test_modal_truncation_of_a_repeated_real_pole_is_exact():
     # whose eigenvectors are not real: it must be one complex mode, not two real ones.
     a = jnp.array([[-0.5, 1e-17], [-1e-17, -0.5]])
     sys = lqo.LQOSystem(a, jnp.array([[1.0, 0.0], [0.5, 2.0]]), jnp.array([[1.0, -1.0]]))
-    rom = modal_truncation(sys, 2)
+    rom = modal_truncation(sys, 2).value
     assert float(h2_error(sys, rom)) <= 1e-6 * float(h2_norm(sys))
 
 
 def test_balanced_truncation_of_a_diagonal_system():
     sys = diagonal_example(3)
-    rom, hsv = balanced_truncation(sys, R)
+    sol = balanced_truncation(sys, R)
+    rom, hsv = sol.value, sol.stats["hankel_singular_values"]
+    assert sol.result == lqo.RESULTS.successful
     assert isinstance(rom, lqo.DiagonalLQOSystem) and rom.n == R and rom.dt == sys.dt
     assert hsv.shape == (2 * sys.n,)  # of the realified system
     assert bool(is_stable(rom))
     e_bt = float(h2_error(sys, rom))
-    e_modal = float(h2_error(sys, modal_truncation(sys, R)))
+    e_modal = float(h2_error(sys, modal_truncation(sys, R).value))
     print(f"\ndiagonal LQO, n = 6 → {R}: h2 error BT {e_bt:.4e}, modal truncation {e_modal:.4e}")
     assert e_bt <= e_modal
 
@@ -545,7 +548,7 @@ def test_balanced_truncation_of_a_diagonal_system():
 def test_tlh2_can_return_an_unstable_model_where_reduce_stays_stable():
     # Poles of radius 0.97 … 0.995 and a horizon of 5 steps (the `DENSE` structure).
     fom = dense_example(4, min_radius=0.97, max_radius=0.995)
-    init, _ = balanced_truncation(fom, R, horizon=DENSE_HORIZON)
+    init = balanced_truncation(fom, R, horizon=DENSE_HORIZON).value
     sol = lqo.tlh2(fom, R, horizon=DENSE_HORIZON, max_steps=STEPS)
     rom = sol.value
     assert isinstance(rom, lqo.LQOSystem) and rom.n == R and rom.dt == fom.dt
@@ -573,7 +576,7 @@ def test_reduce_starts_from_an_unstable_time_limited_balanced_truncation():
     fom = eqx.tree_at(
         lambda s: (s.B, s.C, s.M), fom, (fom.B.at[:, 1].set(0), fom.C.at[1].set(0), 0 * fom.M)
     )
-    init, _ = balanced_truncation(fom, R, horizon=DENSE_HORIZON)
+    init = balanced_truncation(fom, R, horizon=DENSE_HORIZON).value
     assert not bool(is_stable(init))
     red = lqo.reduce(fom, R, horizon=DENSE_HORIZON, max_steps=STEPS)
     assert bool(is_stable(red.value))
@@ -603,10 +606,12 @@ def test_vmapped_reduce_equals_loop():
 
 def test_vmapped_balanced_truncation_equals_loop():
     systems, stacked = _stacked_diagonal_systems()
-    batched, hsv = jax.vmap(lambda s: lqo.balanced_truncation(s, R))(stacked)
+    batched = jax.vmap(lambda s: lqo.balanced_truncation(s, R))(stacked)
+    hsv = batched.stats["hankel_singular_values"]
     for i, sys in enumerate(systems):
-        looped, hsv_i = balanced_truncation(sys, R)
-        one = jax.tree_util.tree_map(lambda x, i=i: x[i], batched)
+        looped_sol = balanced_truncation(sys, R)
+        looped, hsv_i = looped_sol.value, looped_sol.stats["hankel_singular_values"]
+        one = jax.tree_util.tree_map(lambda x, i=i: x[i], batched.value)
         np.testing.assert_allclose(hsv[i], hsv_i, rtol=1e-10, atol=1e-14)
         assert rel(h2_error(sys, one), h2_error(sys, looped)) <= 1e-8
 
@@ -623,7 +628,7 @@ def _first_input(sys: lqo.LQOSystem) -> lqo.LQOSystem:
 @functools.cache
 def _weight_example():
     sys = dense_example(2)
-    init = _perturbed(balanced_truncation(sys, R)[0], 0)
+    init = _perturbed(balanced_truncation(sys, R).value, 0)
     return sys, init, lqo.reduce(sys, R, init=init, max_steps=STEPS)
 
 
@@ -666,7 +671,7 @@ def test_bad_orders_raise():
     with pytest.raises(ValueError, match="`r`"):
         lqo.modal_truncation(diag, diag.n + 1)
     # A dense fom is reduced to real order r: `init` must have that order.
-    init, _ = balanced_truncation(sys, R)
+    init = balanced_truncation(sys, R).value
     with pytest.raises(ValueError, match="`init` has order 2 but `r` = 3"):
         lqo.reduce(sys, R + 1, init=init)
     with pytest.raises(ValueError, match="real order 4, but `r` = 2"):
@@ -709,7 +714,7 @@ def test_reduce_is_never_worse_than_its_start_at_tiny_errors():
     e_red = float(lqo.h2_error(fom, sol.value))
     assert e_red**2 <= float(sol.stats["initial_objective"]) * (1 + 1e-4)  # floor: ~1e-6 of e
     assert float(sol.stats["objective"]) <= float(sol.stats["initial_objective"])
-    e_bt = float(lqo.h2_error(fom, lqo.balanced_truncation(fom, 3)[0]))
+    e_bt = float(lqo.h2_error(fom, lqo.balanced_truncation(fom, 3).value))
     # The start is this BT (computed inside the compiled reduce: equal to a few 1e-3 here, the
     # reproducibility of BT itself at e ≈ 5e-11 ‖Σ‖).
     assert e_red <= 1.01 * e_bt

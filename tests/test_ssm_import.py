@@ -198,7 +198,7 @@ def test_imported_system_feeds_the_library(rng):
     layer = ssm.SSMLayer.from_system(sys)
     u = rng.normal(size=(L, H))
     np.testing.assert_allclose(np.asarray(layer.block(u)), _lru_reference(params, u), atol=1e-10)
-    rom, _ = lqo.balanced_truncation(sys, 2)
+    rom = lqo.balanced_truncation(sys, 2).value
     assert rom.n == 2 and float(lqo.h2_error(sys, rom)) < float(lqo.h2_norm(sys))
 
 

@@ -81,8 +81,10 @@ def test_pruned_layer_keeps_the_highest_scored_modes_exactly():
     rng = np.random.default_rng(3)
     sys = _system(rng)
     score = ssm.H2ModeScore()
-    kept = ssm.prune_layer(sys, 2, score)
+    sol = ssm.prune_layer(sys, 2, score)
+    kept = sol.value
     top = np.sort(np.argsort(-np.asarray(score(sys)))[:2])
+    np.testing.assert_array_equal(sol.stats["kept"], top)
     np.testing.assert_array_equal(kept.poles, sys.poles[top])
     u = jnp.asarray(rng.standard_normal((9, 3)))
     manual = lqo.DiagonalLQOSystem(

@@ -256,7 +256,7 @@ def test_bidirectional_truncations(rng, bidirectional):
     np.testing.assert_allclose(  # the bidirectional h2 norm is that of the map S5 runs
         float(ssm.bidirectional_h2_norm(sys)) ** 2, _impulse_energy(s5_forward, params), rtol=1e-9
     )
-    roms = {"balanced_truncation": bt, "modal_truncation": lqo.modal_truncation(sys, 2)}
+    roms = {"balanced_truncation": bt, "modal_truncation": lqo.modal_truncation(sys, 2).value}
     _check_bidirectional_reduction(params, sys, roms, rng.normal(size=(L, H)))
 
 

@@ -26,7 +26,7 @@ hsv = lqo.hankel_singular_values(fom)
 print("leading Hankel singular values:", np.asarray(hsv[:6]))
 
 r = 8
-bt, _ = lqo.balanced_truncation(fom, r)  # square-root balanced truncation
+bt = lqo.balanced_truncation(fom, r).value  # square-root balanced truncation
 sol = lqo.reduce(fom, r, init=bt, max_steps=20)  # h2-optimal refinement, stable iterates
 h2 = sol.value
 # reduce reports the squared h2 error J of its starting point (BT) and of its result.

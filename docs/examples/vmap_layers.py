@@ -27,7 +27,7 @@ norms = jax.jit(jax.vmap(lambda s: lqo.h2_norm(s, horizon=horizon)))(stacked)
 print("h2 norms per layer:", np.asarray(norms))
 
 # Modal truncation of every layer to its 16 most dominant poles.
-roms = jax.jit(jax.vmap(lambda s: lqo.modal_truncation(s, 16)))(stacked)
+roms = jax.jit(jax.vmap(lambda s: lqo.modal_truncation(s, 16).value))(stacked)
 print("reduced poles:", roms.poles.shape)  # (layers, 16)
 
 

@@ -8,7 +8,6 @@ from jaxtyping import Array
 
 from .._gramians import (
     check_horizon,
-    gramian_to_real_coordinates,
     is_stable_matrix,
     psd_sqrt_factor,
     raise_if_time_domain_mixup,
@@ -16,8 +15,8 @@ from .._gramians import (
     systems_are_finite,
 )
 from .._norms import h2_error_squared, infinite_horizon_as_none
-from .._realisation import Realisation, realise
-from .._solution import RESULTS
+from .._realisation import Realisation
+from .._solution import RESULTS, Solution
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 from ._modal import modal_form, real_rows_to_complex
 
@@ -135,7 +134,10 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     - `horizon`: keyword-only; `None` or the time limit (see [`jaxlqo.h2_norm`][]).
     - `throw`: keyword-only; raise on an unstable system (infinite horizon) or a failed solve.
 
-    **Returns:** `(rom, hsv)`: the reduced system and all Hankel singular values of `sys`.
+    **Returns:** a [`jaxlqo.Solution`][]: `value` is the reduced system, `result` a
+    [`jaxlqo.RESULTS`][] item (`unstable` for an unstable `sys` at infinite horizon,
+    `nonfinite_input`, or the solver's failure; with `throw=True` these raise instead), and
+    `stats["hankel_singular_values"]` holds all Hankel singular values of `sys`.
 
     References: B. C. Moore (1981); A. J. Laub et al. (1987) for the square-root method;
     Benner, Goyal, Pontes Duff (2022) for LQO Gramians; Gawronski, Juang (1990) time-limited.
@@ -151,10 +153,10 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
             f"{r!r}. A reduced model has at most as many states as `sys`."
         )
     order = 2 * r if isinstance(sys, DiagonalLQOSystem) else r
-    realisation = realise(sys, caller)
+    realisation = sys.realisation(caller)
     p, q, result = realisation_gramians(realisation, horizon)
-    p = gramian_to_real_coordinates(sys, p, "controllability")
-    q = gramian_to_real_coordinates(sys, q, "observability")
+    p = sys.gramian_in_dense_coordinates(p, "controllability")
+    q = sys.gramian_in_dense_coordinates(q, "observability")
     dense = sys.to_dense()
     (rom, t), hsv = _project(dense, p, q, order)
     if isinstance(sys, DiagonalLQOSystem):
@@ -168,4 +170,4 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
         if horizon is None:
             hsv = raise_if_time_domain_mixup(hsv, (sys,), stable)
         rom, hsv = result.error_if((rom, hsv), result != RESULTS.successful)
-    return rom, hsv
+    return Solution(rom, result, {"hankel_singular_values": hsv})

@@ -14,7 +14,9 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .._systems import DiagonalLQOSystem, LQOSystem
+from .._gramians import systems_are_finite
+from .._solution import RESULTS, Solution
+from .._systems import DiagonalLQOSystem, LQOSystem, check_system
 
 
 def mode_dominance(poles: Array, b: Array, c: Array, discrete: bool, quad_cols=None) -> Array:
@@ -139,7 +141,16 @@ def diagonalise(sys: LQOSystem, r: int) -> DiagonalLQOSystem:
     return modal_form(sys, r)[0]
 
 
-def modal_truncation(sys, r: int) -> DiagonalLQOSystem:
+def diagonal_mode_dominance(sys: DiagonalLQOSystem) -> Array:
+    """`mode_dominance` of each state of a diagonal system, its readout `(F, G)` included."""
+    quad_cols = None
+    if (fg := sys.quadratic_readout) is not None:
+        f, g = fg
+        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(f) ** 2 + jnp.abs(g) ** 2, axis=(0, 1)))
+    return mode_dominance(sys.poles, sys.B, sys.C, sys.is_discrete, quad_cols)
+
+
+def modal_truncation(sys, r: int, *, throw: bool = True) -> Solution:
     r"""Keep the `r` most dominant modes (poles) of a system.
 
     Dominance of mode `i` is the h2 norm of its first-order term,
@@ -155,20 +166,30 @@ def modal_truncation(sys, r: int) -> DiagonalLQOSystem:
 
     - `sys`: a [`jaxlqo.DiagonalLQOSystem`][] or a real [`jaxlqo.LQOSystem`][].
     - `r`: the number of (complex) states to keep.
+    - `throw`: keyword-only; raise when `sys` holds NaN or inf (else report it in `result`).
+
+    **Returns:** a [`jaxlqo.Solution`][]: `value` is the reduced `DiagonalLQOSystem`,
+    `result` is `RESULTS.successful` or `RESULTS.nonfinite_input`, and `stats["dominance"]`
+    the dominance of each state of `value` (computed on `value` itself).
     """
+    caller = "modal_truncation"
+    check_system(sys, caller)
     if isinstance(r, numbers.Integral) and not isinstance(r, bool):
         r = int(r)
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
-        raise ValueError(f"modal_truncation: `r` must be a positive int; got {r!r}.")
+        raise ValueError(f"{caller}: `r` must be a positive int; got {r!r}.")
     if isinstance(sys, LQOSystem):
-        return modal_form(sys, r, check=True)[0]
-    if r > sys.n:
-        raise ValueError(f"modal_truncation: `r` = {r} exceeds the order n = {sys.n}.")
-    quad_cols = None
-    if sys.F is not None:
-        quad_cols = jnp.sqrt(jnp.sum(jnp.abs(sys.F) ** 2 + jnp.abs(sys.G) ** 2, axis=(0, 1)))
-    score = mode_dominance(sys.poles, sys.B, sys.C, sys.is_discrete, quad_cols)
-    _, idx = lax.top_k(score, r)
-    f = None if sys.F is None else sys.F[..., idx]
-    g = None if sys.G is None else sys.G[..., idx]
-    return DiagonalLQOSystem(sys.poles[idx], sys.B[idx], sys.C[:, idx], sys.D, F=f, G=g, dt=sys.dt)
+        rom = modal_form(sys, r, check=True)[0]
+    else:
+        if r > sys.n:
+            raise ValueError(f"{caller}: `r` = {r} exceeds the order n = {sys.n}.")
+        _, idx = lax.top_k(diagonal_mode_dominance(sys), r)
+        f = None if sys.F is None else sys.F[..., idx]
+        g = None if sys.G is None else sys.G[..., idx]
+        rom = DiagonalLQOSystem(
+            sys.poles[idx], sys.B[idx], sys.C[:, idx], sys.D, F=f, G=g, dt=sys.dt
+        )
+    result = RESULTS.where(systems_are_finite(sys), RESULTS.successful, RESULTS.nonfinite_input)
+    if throw:
+        rom = result.error_if(rom, result != RESULTS.successful)
+    return Solution(rom, result, {"dominance": diagonal_mode_dominance(rom)})

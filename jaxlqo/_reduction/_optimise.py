@@ -45,7 +45,7 @@ from .._norms import (
     use_accurate_form,
     with_accurate_value,
 )
-from .._realisation import Realisation, realise
+from .._realisation import Realisation
 from .._solution import RESULTS, Solution
 from .._systems import (
     AbstractSystem,
@@ -119,7 +119,7 @@ def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
 def _initial(fom, r: int, horizon, init):
     """The initial model (BT by default), its modal form, `is_pair` flags and `alive` slots."""
     if init is None:
-        init, _ = balanced_truncation(fom, r, horizon=horizon)
+        init = balanced_truncation(fom, r, horizon=horizon).value
     if isinstance(init, LQOSystem):
         diag, is_pair, alive, _ = modal_form(init, init.n)
         return init, diag, is_pair.astype(diag.B.real.dtype), alive
@@ -192,7 +192,7 @@ def _accurate_value(fom_modes, value, rom: DiagonalLQOSystem, weight_factor, hor
     """
     if fom_modes is None:
         return value
-    rom_modes = lti_modes(_weighted(realise(rom, "reduce"), weight_factor))
+    rom_modes = lti_modes(_weighted(rom.realisation("reduce"), weight_factor))
     accurate = accurate_error_squared(fom_modes, rom_modes, rom.is_discrete, horizon)
     stable = is_stable_matrix(lax.stop_gradient(rom.poles), rom.is_discrete)
     ok = fom_modes.ok & rom_modes.ok & stable
@@ -217,7 +217,7 @@ def _error_objective(
 
     def objective(params: ModalParameters) -> Array:
         rom = params.system(d, dt)
-        rom_r = _weighted(realise(rom, "reduce"), weight_factor)
+        rom_r = _weighted(rom.realisation("reduce"), weight_factor)
         # `B B̂ᴴ` is complex even for a real fom (off CPU it is not in Schur coordinates).
         cross = fom_r.b.astype(rom_r.b.dtype) @ rom_r.b.conj().T
         x, _ = solve_gramian_equation(
@@ -258,7 +258,7 @@ def _diagonal_objective(fom: DiagonalLQOSystem, horizon, weight_factor, d, dt, a
     fom = with_input_factor(fom, weight_factor)
     fom_modes = None
     if accurate:
-        fom_modes = lti_modes(realise(fom, "reduce"))
+        fom_modes = lti_modes(fom.realisation("reduce"))
         stable = is_stable_matrix(fom.poles, fom.is_discrete)
         fom_modes = fom_modes._replace(ok=fom_modes.ok & stable)
     fom_norm = diagonal_inner_value(fom, fom, horizon)
@@ -284,7 +284,7 @@ def _objective(fom, horizon, weight_factor, d, dt, split=None, accurate=False):
     accurate = accurate and split is None and fom.is_lti
     if isinstance(fom, DiagonalLQOSystem) and fom.F is None and split is None:
         return _diagonal_objective(fom, horizon, weight_factor, d, dt, accurate)
-    fom_r = _weighted(realise(fom, "reduce"), weight_factor)
+    fom_r = _weighted(fom.realisation("reduce"), weight_factor)
     fom_modes = None
     if accurate:
         fom_modes = lti_modes(fom_r)
@@ -295,7 +295,11 @@ def _objective(fom, horizon, weight_factor, d, dt, split=None, accurate=False):
 
 
 def minimise_lbfgs(objective, params, max_steps: int, tol: float):
-    """L-BFGS (optax, zoom line search) until `‖∇J‖ ≤ tol ‖∇J₀‖`, keeping the best iterate."""
+    """L-BFGS (optax, zoom line search) until `‖∇J‖ ≤ tol ‖∇J₀‖`, keeping the best iterate.
+
+    Returns `(best, result, stats)`: `result` is `successful`, `max_steps_reached`, or
+    `nonfinite_objective` (the loop also stops at a NaN / inf objective or gradient).
+    """
     optimiser = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(objective)
     value0, grad0 = jax.value_and_grad(objective)(params)
@@ -343,15 +347,8 @@ def minimise_lbfgs(objective, params, max_steps: int, tol: float):
         "initial_grad_norm": gnorm0,
         "steps": steps,
     }
-    # `finite` travels in `stats` (popped by the callers here) so that `minimise_lbfgs` keeps its
-    # three results for its other users (jaxlqo.ssm).
-    stats["finite"] = finite
-    return best, converged, stats
-
-
-def _result(converged, finite) -> RESULTS:
     result = RESULTS.where(converged, RESULTS.successful, RESULTS.max_steps_reached)
-    return RESULTS.where(finite, result, RESULTS.nonfinite_objective)
+    return best, RESULTS.where(finite, result, RESULTS.nonfinite_objective), stats
 
 
 def _weight_factor(weight, m: int):
@@ -500,15 +497,13 @@ def _reduce(fom, init, factor, split, r, horizon, max_steps, tol) -> Solution:
     params0 = parameters_from(rom0, is_pair)
     accurate = use_accurate_form(fom, rom0, None, caller)
     objective = _objective(fom, horizon, factor, rom0.D, rom0.dt, split, accurate)
-    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
-    finite = stats.pop("finite")
+    best, result, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     if isinstance(fom, LQOSystem):
         rom = _to_real_order(rom, is_pair, alive, r)
         start = start.to_dense()  # a diagonal `init` of real order r
     if split is None:
         rom, stats = _no_worse_than_start(fom, start, rom, factor, horizon, stats)
-    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
 
 
@@ -584,6 +579,7 @@ def tlh2(
     References: Sakamoto, Sato, arXiv 2601.08372 (TLH2); Goyal, Redmann (2019).
     """
     caller = "tlh2"
+    check_system(fom, caller, "fom")
     horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     if horizon is None:
         raise ValueError(f"{caller}: `horizon` is required (use lqo.reduce for infinite horizon).")
@@ -607,7 +603,7 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
     if isinstance(fom, DiagonalLQOSystem):
         return _tlh2_modal(fom, order // 2, horizon, max_steps, tol, init)
     if init is None:
-        init, _ = balanced_truncation(fom.to_dense(), order, horizon=horizon)
+        init = balanced_truncation(fom.to_dense(), order, horizon=horizon).value
     params0 = (init.A, init.B, init.C, init.M)
 
     def objective(params):
@@ -615,18 +611,16 @@ def _tlh2(fom, init, order, horizon, max_steps, tol) -> Solution:
         rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
         return h2_error_squared(fom, rom, horizon=horizon)[0]
 
-    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
-    finite = stats.pop("finite")
+    best, result, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     a, b, c, m = best
     rom = LQOSystem(a, b, c, m, init.D, dt=init.dt)
     stats["stable"] = is_stable_matrix(rom.A, rom.is_discrete)
-    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)
 
 
 def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -> Solution:
     """TLH2 in the diagonal class: poles `μ` free in ℂ (no stability map), readout ranks kept."""
-    rom0 = balanced_truncation(fom, r, horizon=horizon)[0] if init is None else init
+    rom0 = balanced_truncation(fom, r, horizon=horizon).value if init is None else init
     assert isinstance(rom0, DiagonalLQOSystem)  # BT of a diagonal fom; `init` is checked by tlh2
     p = parameters_from(rom0, jnp.ones(r, rom0.D.dtype))
     params0 = ModalParameters(
@@ -634,9 +628,7 @@ def _tlh2_modal(fom: DiagonalLQOSystem, r: int, horizon, max_steps, tol, init) -
     )
     accurate = use_accurate_form(fom, rom0, None, "tlh2")
     objective = _objective(fom, horizon, None, rom0.D, rom0.dt, accurate=accurate)
-    best, converged, stats = minimise_lbfgs(objective, params0, max_steps, tol)
-    finite = stats.pop("finite")
+    best, result, stats = minimise_lbfgs(objective, params0, max_steps, tol)
     rom = best.system(rom0.D, rom0.dt)
     stats["stable"] = is_stable_matrix(rom.poles, rom.is_discrete)
-    result = _result(converged, finite)
     return Solution(value=lax.stop_gradient(rom), result=result, stats=stats)

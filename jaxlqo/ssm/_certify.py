@@ -95,7 +95,6 @@ import jax.numpy as jnp
 import jax.scipy as jsp
 from jaxtyping import Array
 
-from .._simulate import simulate_states
 from .._systems import DiagonalLQOSystem
 from ._model import GELU_LIPSCHITZ, DeepSSM, gelu
 
@@ -389,7 +388,7 @@ def bound_chain(
         rsys = static.systems[i]
         s, y = trace.s, trace.y
         s_norm = safe_norm(s)
-        x_red = simulate_states(rsys, s)
+        x_red = rsys.states(s)
         y_red = jax.vmap(rsys.output)(x_red, s)
         nu_full = _rounding(gains.abs_full, s_norm, kappa_eps)
         nu_red = _rounding(gains.abs_red, s_norm, kappa_eps)

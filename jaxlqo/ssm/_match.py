@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._reduction._optimise import minimise_lbfgs, parameters_from
+from .._solution import Solution
 from .._systems import DiagonalLQOSystem
 from ._model import block_output_batch, gelu
 
@@ -39,7 +40,7 @@ def match_layer(
     readout=None,
     max_steps: int = 100,
     tol: float = 1e-8,
-) -> tuple[DiagonalLQOSystem, dict]:
+) -> Solution:
     r"""Refine `rom` so that `LN(s + σ(Ŝ(s)))` matches `targets` on the calibration `inputs`.
 
     **Arguments:**
@@ -53,8 +54,11 @@ def match_layer(
         of the last layer's output matters); `targets` are then the full model's readouts.
     - `max_steps`, `tol`: L-BFGS settings, as for [`jaxlqo.reduce`][].
 
-    **Returns:** `(refined, stats)`, with `stats["objective"]` the final mean squared error and
-    `stats["initial_objective"]` that of `rom`.
+    **Returns:** a [`jaxlqo.Solution`][]: `value` is the refined block, `result` says whether
+    L-BFGS met `tol` (`successful`), stopped at `max_steps` (`max_steps_reached`, the usual
+    case: the best iterate is kept either way) or met a non-finite objective;
+    `stats["objective"]` is the final mean squared error, `stats["initial_objective"]` that of
+    `rom`, `stats["steps"]` the number of steps taken.
     """
     if inputs.ndim != 3 or inputs.shape[-1] != rom.m or targets.shape[0] != inputs.shape[0]:
         raise ValueError(
@@ -97,5 +101,5 @@ def _match(rom, norm, inputs, targets, readout, max_steps, tol):
         mismatch = jax.vmap(readout)(out) - targets
         return jnp.sum(mismatch**2) / (inputs.shape[0] * inputs.shape[1])
 
-    best, _, stats = minimise_lbfgs(objective, params0, max_steps, tol)
-    return best.system(rom.D, rom.dt), stats
+    best, result, stats = minimise_lbfgs(objective, params0, max_steps, tol)
+    return Solution(best.system(rom.D, rom.dt), result, stats)

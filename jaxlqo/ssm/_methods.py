@@ -85,7 +85,7 @@ def _unpad(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
 
 @eqx.filter_jit
 def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
-    return modal_truncation(sys, r)
+    return modal_truncation(sys, r).value
 
 
 @eqx.filter_jit
@@ -95,7 +95,7 @@ def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSyst
     `roots = (W^{1/2}, W^{-1/2})`.
     """
     root, inverse_root = roots
-    rom, _ = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon)
+    rom = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon).value
     assert isinstance(rom, DiagonalLQOSystem)  # a diagonal system reduces to a diagonal one
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
     return with_input_factor(rom, inverse_root)
@@ -206,7 +206,7 @@ class ModePruning(AbstractLayerwiseMethod):
     input_aware: bool = eqx.field(default=False, static=True)
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
-        return _solution(prune_layer(sys, r, self.score), {})
+        return _solution(prune_layer(sys, r, self.score).value, {})
 
     def allocate(self, model, budget, calibration, horizon):
         scores = [self.score(layer.system()) for layer in model.layers]
@@ -312,7 +312,7 @@ class OutputMatching(AbstractCompressionMethod):
             start = start_method.reduce_layer(
                 layer.system(), r, LayerData(moment), horizon=horizon, max_steps=0, slots=None
             ).value
-            refined, stats = match_layer(
+            matched = match_layer(
                 _pad(start, r if slots is None else slots),
                 layer.norm,
                 upstream,
@@ -320,7 +320,7 @@ class OutputMatching(AbstractCompressionMethod):
                 readout=readout,
                 max_steps=max_steps,
             )
-            refined = _unpad(refined, r)
+            refined, stats = _unpad(matched.value, r), matched.stats
             infos.append(
                 {
                     "steps": int(stats["steps"]),

@@ -43,6 +43,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Array
 
 from .._gramians import hankel_singular_values
+from .._solution import RESULTS, Solution
 from .._systems import DiagonalLQOSystem, with_input_factor
 from ._model import DeepSSM
 from ._weighting import input_weight_roots
@@ -135,10 +136,15 @@ def prune_system(sys: DiagonalLQOSystem, keep: ArrayLike) -> DiagonalLQOSystem:
     )
 
 
-def prune_layer(sys: DiagonalLQOSystem, r: int, score: AbstractModeScore) -> DiagonalLQOSystem:
-    """Keep the `r` modes of largest `score` (in their original order)."""
+def prune_layer(sys: DiagonalLQOSystem, r: int, score: AbstractModeScore) -> Solution:
+    """Keep the `r` modes of largest `score` (in their original order).
+
+    **Returns:** a [`jaxlqo.Solution`][]: `value` is the pruned block, `result` is
+    `RESULTS.successful` (pruning cannot fail), `stats["kept"]` the indices of the kept modes.
+    """
     order, _ = normalised_scores(score(sys))
-    return prune_system(sys, np.sort(order[:r]))
+    kept = np.sort(order[:r])
+    return Solution(prune_system(sys, kept), RESULTS.successful, {"kept": kept})
 
 
 def budget_ranks(
