@@ -7,7 +7,6 @@ Output (both):                   y = C x + D u + [xᵀ M_1 x, …, xᵀ M_p x]�
 
 import abc
 import math
-from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -99,12 +98,10 @@ class AbstractSystem(eqx.Module):
     (complex-diagonal with real output).
     """
 
+    B: eqx.AbstractVar[Array]  # (n, m): inputs to states
+    C: eqx.AbstractVar[Array]  # (p, n): the linear output
+    D: eqx.AbstractVar[Array]  # (p, m): the feedthrough, real
     dt: eqx.AbstractVar[float | None]
-
-    if TYPE_CHECKING:
-        # Every concrete system has a feedthrough. Declared for type checkers only: an
-        # annotation here would make `D` a dataclass field of this base.
-        D: Array
 
     @property
     def is_discrete(self) -> bool:
@@ -112,19 +109,19 @@ class AbstractSystem(eqx.Module):
         return self.dt is not None
 
     @property
-    @abc.abstractmethod
     def n(self) -> int:
         """The number of states (complex states for a diagonal system)."""
+        return self.state_matrix.shape[-1]
 
     @property
-    @abc.abstractmethod
     def m(self) -> int:
         """The number of inputs."""
+        return self.B.shape[-1]
 
     @property
-    @abc.abstractmethod
     def p(self) -> int:
         """The number of outputs."""
+        return self.C.shape[-2]
 
     @property
     @abc.abstractmethod
@@ -220,18 +217,6 @@ class LQOSystem(AbstractSystem):
         self.M = None if M is None else (0.5 * (M + jnp.swapaxes(M, -1, -2))).astype(dtype)
         self.D = jnp.zeros((p, m), dtype) if D is None else D.astype(dtype)
         self.dt = _check_dt(dt, caller)
-
-    @property
-    def n(self) -> int:
-        return self.A.shape[-1]
-
-    @property
-    def m(self) -> int:
-        return self.B.shape[-1]
-
-    @property
-    def p(self) -> int:
-        return self.C.shape[-2]
 
     @property
     def is_lti(self) -> bool:
@@ -346,18 +331,6 @@ class DiagonalLQOSystem(AbstractSystem):
         self.F = None if F is None else F.astype(cdtype)
         self.G = None if G is None else G.astype(cdtype)
         self.dt = _check_dt(dt, caller)
-
-    @property
-    def n(self) -> int:
-        return self.poles.shape[-1]
-
-    @property
-    def m(self) -> int:
-        return self.B.shape[-1]
-
-    @property
-    def p(self) -> int:
-        return self.C.shape[-2]
 
     @property
     def is_lti(self) -> bool:
