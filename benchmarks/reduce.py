@@ -68,7 +68,8 @@ def run(models, ranks, horizon, max_steps):
         for r in ranks:
             if r >= fom.n:
                 continue
-            (bt, _), t_bt = timed(lqo.balanced_truncation, fom, r, horizon=horizon)
+            bt_sol, t_bt = timed(lqo.balanced_truncation, fom, r, horizon=horizon)
+            bt = bt_sol.value
             sol, t_red = timed(lqo.reduce, fom, r, horizon=horizon, max_steps=max_steps)
             tl, t_tl = timed(lqo.tlh2, fom, r, horizon=horizon, max_steps=max_steps)
             e_bt = float(lqo.h2_error(fom, bt, horizon=horizon))

@@ -45,7 +45,7 @@ def bode(out: Path):
     # jit: one compilation is cheaper than op-by-op dispatch of the checks and solves.
     bt = jax.jit(lqo.balanced_truncation, static_argnums=1)
     for r, style in ((8, "C0--"), (16, "C1--")):
-        rom, _ = bt(fom, r)
+        rom = bt(fom, r).value
         ax.loglog(w, magnitude(rom, w), style, label=f"balanced truncation, r = {r}")
     rom = jax.jit(lambda s: lqo.reduce(s, 8, max_steps=20).value)(fom)
     ax.loglog(w, magnitude(rom, w), "C2:", lw=2, label="lqo.reduce (h2-optimal), r = 8")
