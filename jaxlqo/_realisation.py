@@ -45,6 +45,14 @@ def doubled_rows(rows: Array) -> Array:
     return 0.5 * jnp.concatenate([rows, jnp.conj(rows)], axis=-1)
 
 
+def product_core(k: int, p: int, dtype) -> Array:
+    """`S = ½[[0, I], [I, 0]]` (`2k × 2k`) for each of `p` outputs: with rows `W = [F; G]`,
+    `xᴴ Wᴴ S W x = Σ_l Re(conj(F_l x) G_l x)` (a sum of products as a Hermitian form)."""
+    eye = jnp.eye(k, dtype=dtype)
+    zero = jnp.zeros_like(eye)
+    return jnp.broadcast_to(0.5 * jnp.block([[zero, eye], [eye, zero]]), (p, 2 * k, 2 * k))
+
+
 def doubling_transform(n: int, dtype) -> Array:
     """`T` with `[x; x̄] = T [Re x; Im x]` for `n` complex states."""
     eye = jnp.eye(n, dtype=dtype)

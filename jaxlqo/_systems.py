@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Inexact, Real
 
 from ._misc import as_inexact_array, check_shape, common_inexact_dtype
-from ._realisation import Realisation, doubled_rows, doubling_transform
+from ._realisation import Realisation, doubled_rows, doubling_transform, product_core
 
 
 def _check_dt(dt, caller: str) -> float | None:
@@ -356,11 +356,7 @@ class DiagonalLQOSystem(AbstractSystem):
         rows = core = None
         if (fg := self.quadratic_readout) is not None:
             rows = jnp.concatenate([doubled_rows(fg[0]), doubled_rows(fg[1])], axis=-2)
-            k = fg[0].shape[-2]
-            eye = jnp.eye(k, dtype=self.poles.dtype)
-            zero = jnp.zeros_like(eye)
-            swap = 0.5 * jnp.block([[zero, eye], [eye, zero]])
-            core = jnp.broadcast_to(swap, (self.p, 2 * k, 2 * k))
+            core = product_core(fg[0].shape[-2], self.p, self.poles.dtype)
         return Realisation(poles, b, c, rows, core, self.D, self.is_discrete, self.dt)
 
     def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:

@@ -15,7 +15,7 @@ from .._gramians import (
     systems_are_finite,
 )
 from .._norms import h2_error_squared, infinite_horizon_as_none
-from .._realisation import Realisation
+from .._realisation import Realisation, product_core
 from .._solution import RESULTS, Solution
 from .._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 from ._modal import modal_form, real_rows_to_complex
@@ -62,11 +62,8 @@ def _complex_balanced_truncation(sys: DiagonalLQOSystem, r: int, horizon) -> Dia
     rows = core = None
     if (fg := sys.quadratic_readout) is not None:
         rows = jnp.concatenate(fg, axis=-2)
-        k = fg[0].shape[-2]
-        eye = jnp.eye(k, dtype=sys.poles.dtype)
-        zero = jnp.zeros_like(eye)
         # xᴴ Wᴴ S W x = Re(conj(Fx) Gx): half of it is the Hermitian part of Re(Fx) Re(Gx).
-        core = jnp.broadcast_to(0.25 * jnp.block([[zero, eye], [eye, zero]]), (sys.p, 2 * k, 2 * k))
+        core = 0.5 * product_core(fg[0].shape[-2], sys.p, sys.poles.dtype)
     realisation = Realisation(
         sys.poles, sys.B, sys.C / jnp.sqrt(2.0), rows, core, sys.D, sys.is_discrete, sys.dt
     )
