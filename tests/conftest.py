@@ -4,12 +4,19 @@ import gc
 import os
 import pathlib
 
-import hypothesis
-import jax
-import numpy as np
-import pytest
+from jaxlqo._xla_flags import use_fast_compilation
 
-from jaxlqo._blas import limit_blas_threads
+# The suite is ~85% XLA compilation of many small programs: compile with less optimisation
+# (jaxlqo/_xla_flags.py; test_norms.py alone: 123 s -> 61 s). Before any array operation,
+# since XLA reads its flags when the backend starts; subprocesses inherit them.
+use_fast_compilation()
+
+import hypothesis  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxlqo._blas import limit_blas_threads  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
