@@ -1,6 +1,6 @@
 """Run the benchmark suites: correctness first, then tables with medians and baselines.
 
-    python -m benchmarks [--quick] [--float32] [--suites h2,batch,matrix,reduce,training]
+    python -m benchmarks [--quick] [--float32] [--suites h2,batch,matrix,reduce,training,compile]
                          [--json FILE] [--host-devices N]
 
 Suites: `h2` (S5-IMDb-sized h2 error + gradient: fast path, hoisted norm, sharded, dense,
@@ -8,7 +8,9 @@ NumPy and SciPy loops; peak memory), `batch` (10⁴ S4D channels, systems/s, vs 
 and NumPy), `matrix` (Lyapunov solvers vs SciPy, python-control and jax.scipy), `reduce`
 (`lqo.reduce` of the S5-sized model, looped over layers, and balanced truncation; python-control
 `balred` needs slycot), `training` (tokens/s of a deep SSM's value + gradient, float32: jaxlqo's
-batched path vs a reference on S5's scan formulation and `vmap(model)`). Every timed jitted
+batched path vs a reference on S5's scan formulation and `vmap(model)`), `compile` (compile and
+warm times of one dense solve and one h2 error + gradient with XLA's default options and with
+`jaxlqo._xla_flags.FAST_COMPILATION_FLAGS`, each in a fresh process). Every timed jitted
 call reports its compile time separately and the number of recompilations during the timed
 repeats (must be 0). Results are written as JSON
 (default `benchmarks/results/<UTC timestamp>.json`) to compare across commits.
@@ -31,7 +33,7 @@ def _args():
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--float32", action="store_true", help="float32 instead of float64")
-    parser.add_argument("--suites", default="h2,batch,matrix,reduce,training")
+    parser.add_argument("--suites", default="h2,batch,matrix,reduce,training,compile")
     parser.add_argument("--json", default=None, help="output file (default benchmarks/results/)")
     parser.add_argument("--host-devices", type=int, default=min(os.cpu_count() or 1, 8))
     return parser.parse_args()
@@ -75,6 +77,12 @@ def main():
         results["training"] = rows
     if "reduce" in suites:
         results["reduce"] = _reduce_in_subprocess(args.quick)
+    if "compile" in suites:
+        from benchmarks import compile as compile_suite
+
+        records = compile_suite.run([8] if args.quick else [8, 48])
+        compile_suite.report(records)
+        results["compile"] = records
     out = pathlib.Path(args.json) if args.json else _default_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
