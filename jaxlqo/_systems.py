@@ -39,6 +39,21 @@ def _check_dt(dt, caller: str) -> float | None:
     return dt
 
 
+def _check_input_output_shapes(B, C, D, n: int, source: str, caller: str) -> tuple[int, int]:
+    """Check `B (n, m)`, `C (p, n)` and `D (p, m)` (if given) against `n` from `source`.
+
+    **Returns:** `(m, p)`.
+    """
+    _check_orientation(B, C, n, source, caller)
+    check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from {source}")
+    m = B.shape[1]
+    check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from {source}")
+    p = C.shape[0]
+    if D is not None:
+        check_shape(D, (p, m), "D", caller, f"(p, m) with p = {p} from C, m = {m} from B")
+    return m, p
+
+
 def _check_orientation(B, C, n: int, source: str, caller: str) -> None:
     """Catch the likely mistakes a bare shape check reports obscurely: `Bᵀ`, `Cᵀ`, B and C swapped.
 
@@ -201,15 +216,9 @@ class LQOSystem(AbstractSystem):
         check_shape(A, (None, None), "A", caller, "(n, n)")
         n = A.shape[0]
         check_shape(A, (n, n), "A", caller, "square (n, n)")
-        _check_orientation(B, C, n, "A", caller)
-        check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from A")
-        m = B.shape[1]
-        check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from A")
-        p = C.shape[0]
+        m, p = _check_input_output_shapes(B, C, D, n, "A", caller)
         if M is not None:
             check_shape(M, (p, n, n), "M", caller, f"(p, n, n) with p = {p} from C, n = {n}")
-        if D is not None:
-            check_shape(D, (p, m), "D", caller, f"(p, m) with p = {p} from C, m = {m} from B")
         dtype = common_inexact_dtype(A, B, C, M, D)
         self.A = A.astype(dtype)
         self.B = B.astype(dtype)
@@ -308,15 +317,9 @@ class DiagonalLQOSystem(AbstractSystem):
         G = None if G is None else as_inexact_array(G, "G", caller, allow_half=False)
         check_shape(poles, (None,), "poles", caller, "(n,)")
         n = poles.shape[0]
-        _check_orientation(B, C, n, "poles", caller)
-        check_shape(B, (n, None), "B", caller, f"(n, m) with n = {n} from poles")
-        m = B.shape[1]
-        check_shape(C, (None, n), "C", caller, f"(p, n) with n = {n} from poles")
-        p = C.shape[0]
-        if D is not None:
-            check_shape(D, (p, m), "D", caller, f"(p, m) with p = {p} from C, m = {m} from B")
-            if jnp.iscomplexobj(D):
-                raise TypeError(f"{caller}: `D` must be real (the output is real); got {D.dtype}.")
+        m, p = _check_input_output_shapes(B, C, D, n, "poles", caller)
+        if D is not None and jnp.iscomplexobj(D):
+            raise TypeError(f"{caller}: `D` must be real (the output is real); got {D.dtype}.")
         if F is not None:
             check_shape(F, (p, None, n), "F", caller, f"(p, k, n) with p = {p}, n = {n}")
             check_shape(G, F.shape, "G", caller, "the shape of `F`")

@@ -166,12 +166,7 @@ def solve_sylvester(
     Differentiable in `A`, `B` and `C` (implicitly, to any order, forward and reverse mode),
     and compatible with `jit` and `vmap`.
     """
-    caller = "solve_sylvester"
-    A, B, C = _inputs(caller, A=A, B=B, C=C)
-    n = _square_or_diagonal(A, "A", caller)
-    m = _square_or_diagonal(B, "B", caller)
-    _check_rhs(C, (n, m), "C", caller)
-    return _solve(caller, A, B, C, discrete=False, adjoint_pair=False, solver=solver, throw=throw)
+    return _sylvester("solve_sylvester", A, B, C, discrete=False, solver=solver, throw=throw)
 
 
 def solve_discrete_sylvester(
@@ -187,12 +182,9 @@ def solve_discrete_sylvester(
     Uniquely solvable iff $\lambda_i(A)\,\mu_j(B) \neq 1$ for all eigenvalue pairs.
     Arguments and returns as for [`jaxlqo.solve_sylvester`][].
     """
-    caller = "solve_discrete_sylvester"
-    A, B, C = _inputs(caller, A=A, B=B, C=C)
-    n = _square_or_diagonal(A, "A", caller)
-    m = _square_or_diagonal(B, "B", caller)
-    _check_rhs(C, (n, m), "C", caller)
-    return _solve(caller, A, B, C, discrete=True, adjoint_pair=False, solver=solver, throw=throw)
+    return _sylvester(
+        "solve_discrete_sylvester", A, B, C, discrete=True, solver=solver, throw=throw
+    )
 
 
 def solve_continuous_lyapunov(
@@ -208,15 +200,7 @@ def solve_continuous_lyapunov(
     `A` may be 1-D (diagonal). Keywords and returns as for [`jaxlqo.solve_sylvester`][];
     one Schur form serves both sides.
     """
-    caller = "solve_continuous_lyapunov"
-    A, Q = _inputs(caller, A=A, Q=Q)
-    n = _square_or_diagonal(A, "A", caller)
-    _check_rhs(Q, (n, n), "Q", caller)
-    dtype = common_inexact_dtype(A, Q)
-    A = A.astype(dtype)
-    return _solve(
-        caller, A, _adjoint(A), Q, discrete=False, adjoint_pair=True, solver=solver, throw=throw
-    )
+    return _lyapunov("solve_continuous_lyapunov", A, Q, discrete=False, solver=solver, throw=throw)
 
 
 def solve_discrete_lyapunov(
@@ -232,14 +216,28 @@ def solve_discrete_lyapunov(
     $\sum_k A^k B B^H (A^H)^k$. `A` may be 1-D (diagonal). Keywords and returns as for
     [`jaxlqo.solve_sylvester`][].
     """
-    caller = "solve_discrete_lyapunov"
+    return _lyapunov("solve_discrete_lyapunov", A, Q, discrete=True, solver=solver, throw=throw)
+
+
+def _sylvester(caller: str, A, B, C, *, discrete: bool, solver, throw: bool):
+    """The checked front end of both Sylvester equations: shapes, dtypes, then `_solve`."""
+    A, B, C = _inputs(caller, A=A, B=B, C=C)
+    n = _square_or_diagonal(A, "A", caller)
+    m = _square_or_diagonal(B, "B", caller)
+    _check_rhs(C, (n, m), "C", caller)
+    return _solve(
+        caller, A, B, C, discrete=discrete, adjoint_pair=False, solver=solver, throw=throw
+    )
+
+
+def _lyapunov(caller: str, A, Q, *, discrete: bool, solver, throw: bool):
+    """The checked front end of both Lyapunov equations: `B = Aᴴ`, one factorisation."""
     A, Q = _inputs(caller, A=A, Q=Q)
     n = _square_or_diagonal(A, "A", caller)
     _check_rhs(Q, (n, n), "Q", caller)
-    dtype = common_inexact_dtype(A, Q)
-    A = A.astype(dtype)
+    A = A.astype(common_inexact_dtype(A, Q))
     return _solve(
-        caller, A, _adjoint(A), Q, discrete=True, adjoint_pair=True, solver=solver, throw=throw
+        caller, A, _adjoint(A), Q, discrete=discrete, adjoint_pair=True, solver=solver, throw=throw
     )
 
 

@@ -47,6 +47,7 @@ from .._norms import (
 )
 from .._realisation import Realisation
 from .._solution import RESULTS, Solution
+from .._stable_poles import decay_rate, pole_angle, stable_poles
 from .._systems import (
     AbstractSystem,
     DiagonalLQOSystem,
@@ -79,11 +80,11 @@ class ModalParameters(eqx.Module):
         angle = self.angle * self.is_pair
         if not self.stable:
             return lax.complex(self.log_decay, angle)
+        mu = stable_poles(self.log_decay, angle, discrete)
         if discrete:
-            mu = jnp.exp(lax.complex(-jnp.exp(self.log_decay), angle))
             # A real mode keeps the sign of its initial pole (θ = π: a negative real pole).
             return jnp.where((self.is_pair == 0) & (jnp.cos(self.angle) < 0), -mu, mu)
-        return lax.complex(-jnp.exp(self.log_decay), angle)
+        return mu
 
     def system(self, d: Array, dt) -> DiagonalLQOSystem:
         pair = self.is_pair.astype(self.b.dtype)
@@ -100,13 +101,8 @@ def _split(z: Array) -> Array:
 
 def parameters_from(rom: DiagonalLQOSystem, is_pair: Array) -> ModalParameters:
     """Invert the pole map: `ν = log(−log|μ|)`, `θ = arg μ` (discrete) or `ν = log(−Re μ)`."""
-    mu = rom.poles
-    if rom.is_discrete:
-        decay = -jnp.log(jnp.abs(mu))
-        angle = jnp.angle(mu)
-    else:
-        decay = -jnp.real(mu)
-        angle = jnp.imag(mu)
+    decay = decay_rate(rom.poles, rom.is_discrete)
+    angle = pole_angle(rom.poles, rom.is_discrete)
     decay = jnp.abs(decay)  # an unstable init pole (e.g. time-limited BT) is mirrored to stable
     tiny = jnp.finfo(decay.dtype).tiny
     f = None if rom.F is None else _split(rom.F)

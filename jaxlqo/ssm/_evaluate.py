@@ -125,6 +125,15 @@ def _prepare(model, compressed, inputs, horizon, trajectory, local, caller):
 
 
 @eqx.filter_jit
+def _one_report_field(field, model, compressed, inputs, horizon, trajectory, local, caller):
+    """One field of the bound's batched report (`"bound"`, `"certified"`), checked inputs in."""
+    inputs, single, trajectory = _prepare(
+        model, compressed, inputs, horizon, trajectory, local, caller
+    )
+    out = _bound_batch(model, compressed, inputs, trajectory, local)[field]
+    return out[0] if single else out
+
+
 def _bound_batch(model, compressed, inputs, trajectory, local):
     static = pair_data(model, compressed, inputs.shape[1])
     return jax.vmap(lambda u, t: bound_chain(model, compressed, static, t, u, local))(
@@ -168,12 +177,8 @@ def output_error_bound(
 
     **Returns:** `(N,)` bounds (a scalar for one sequence).
     """
-    caller = "output_error_bound"
-    inputs, single, trajectory = _prepare(
-        model, compressed, inputs, horizon, trajectory, local, caller
-    )
-    bounds = _bound_batch(model, compressed, inputs, trajectory, local)["bound"]
-    return bounds[0] if single else bounds
+    args = (model, compressed, inputs, horizon, trajectory, local, "output_error_bound")
+    return _one_report_field("bound", *args)
 
 
 def certify(
@@ -193,11 +198,9 @@ def certify(
 
     **Returns:** `(N,)` booleans (a scalar for one sequence).
     """
-    inputs, single, trajectory = _prepare(
-        model, compressed, inputs, None, trajectory, local, "certify"
+    return _one_report_field(
+        "certified", model, compressed, inputs, None, trajectory, local, "certify"
     )
-    out = _bound_batch(model, compressed, inputs, trajectory, local)["certified"]
-    return out[0] if single else out
 
 
 def bound_report(

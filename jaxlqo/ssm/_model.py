@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Inexact, PRNGKeyArray, Real
 
 from .._misc import default_float_dtype
 from .._simulate import simulate
+from .._stable_poles import decay_rate, pole_angle, stable_poles
 from .._systems import DiagonalLQOSystem
 from ._scan import diagonal_states
 
@@ -217,7 +218,19 @@ class SSMLayer(eqx.Module):
     @property
     def poles(self) -> Inexact[Array, " n"]:
         """`λ = exp(−exp(ν) + iθ)`, always inside the unit disc."""
-        return jnp.exp(lax.complex(-jnp.exp(self.log_decay), self.angle))
+        return stable_poles(self.log_decay, self.angle, discrete=True)
+
+    def state_parameters(self) -> tuple[Array, ...]:
+        """The arrays whose size grows with the state dimension, i.e. what order reduction
+        removes: `ν`, `θ`, then the real and imaginary parts of `B`, `C` and (with a quadratic
+        readout) `F`, `G`, in field order."""
+        quadratic = ()
+        if self.F_re is not None:
+            # The four quadratic-readout arrays are all set or all None.
+            assert self.F_im is not None and self.G_re is not None and self.G_im is not None
+            quadratic = (self.F_re, self.F_im, self.G_re, self.G_im)
+        fields = (self.log_decay, self.angle, self.B_re, self.B_im, self.C_re, self.C_im)
+        return fields + quadratic
 
     def system(self) -> DiagonalLQOSystem:
         """The layer's LQO block as a discrete-time [`jaxlqo.DiagonalLQOSystem`][] (`dt=1`).
@@ -286,58 +299,32 @@ class SSMLayer(eqx.Module):
                 f"{caller}: `norm` must be a LayerNorm of shape ({H},); got shape {norm.shape}."
             )
         dtype = system.D.dtype
-        modulus = jnp.abs(system.poles)
-        modulus = eqx.error_if(
-            modulus,
-            ~jnp.all(modulus < 1),
+        poles = eqx.error_if(
+            system.poles,
+            ~jnp.all(jnp.abs(system.poles) < 1),
             f"{caller}: every pole must satisfy |λ| < 1 (the layer's parameterisation "
             "λ = exp(−exp(ν) + iθ) only represents stable poles).",
         )
         # Every stable pole is representable: ν = log(−log|λ|) ∈ [−∞, +∞] for |λ| ∈ [0, 1).
-        log_decay = jnp.log(-jnp.log(modulus)).astype(dtype)
-        angle = jnp.angle(system.poles).astype(dtype)
+        log_decay = jnp.log(decay_rate(poles, discrete=True)).astype(dtype)
+        angle = pole_angle(poles, discrete=True).astype(dtype)
         q = 0 if system.F is None else system.F.shape[1]
         skeleton = eqx.filter_eval_shape(
             lambda: cls(jax.random.key(0), H=H, n=n, quad_rank=q, dtype=dtype)
         )
         if norm is None:
             norm = eqx.nn.LayerNorm(H, eps=skeleton.norm.eps, dtype=dtype)
-        leaves = [
-            log_decay,
-            angle,
-            jnp.real(system.B),
-            jnp.imag(system.B),
-            jnp.real(system.C),
-            jnp.imag(system.C),
-            system.D,
-            norm,
-        ]
-
-        def where(layer):
-            return [
-                layer.log_decay,
-                layer.angle,
-                layer.B_re,
-                layer.B_im,
-                layer.C_re,
-                layer.C_im,
-                layer.D,
-                layer.norm,
-            ]
-
-        layer = eqx.tree_at(where, skeleton, leaves)
+        values = [log_decay, angle, jnp.real(system.B), jnp.imag(system.B)]
+        values += [jnp.real(system.C), jnp.imag(system.C)]
         if q > 0:
             assert system.F is not None and system.G is not None  # q > 0: a quadratic readout
-            layer = eqx.tree_at(
-                lambda l: (l.F_re, l.F_im, l.G_re, l.G_im),
-                layer,
-                (
-                    jnp.real(system.F),
-                    jnp.imag(system.F),
-                    jnp.real(system.G),
-                    jnp.imag(system.G),
-                ),
-            )
+            values += [jnp.real(system.F), jnp.imag(system.F)]
+            values += [jnp.real(system.G), jnp.imag(system.G)]
+        layer = eqx.tree_at(
+            lambda layer: (*layer.state_parameters(), layer.D, layer.norm),
+            skeleton,
+            (*values, system.D, norm),
+        )
         return layer
 
     # --- the layer map ---------------------------------------------------------------------
@@ -680,20 +667,7 @@ class DeepSSM(eqx.Module):
         """
         ssm = feedthrough = norm = 0
         for layer in self.layers:
-            ssm += _count(
-                (
-                    layer.log_decay,
-                    layer.angle,
-                    layer.B_re,
-                    layer.B_im,
-                    layer.C_re,
-                    layer.C_im,
-                    layer.F_re,
-                    layer.F_im,
-                    layer.G_re,
-                    layer.G_im,
-                )
-            )
+            ssm += _count(layer.state_parameters())
             feedthrough += _count(layer.D)
             norm += _count(layer.norm)
         counts = {
