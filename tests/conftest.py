@@ -37,26 +37,6 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-# Seconds of work per module (the whole suite on 2 workers, 2026-12-03). The heaviest modules
-# are collected first and, with `--no-loadscope-reorder` (pyproject.toml), handed to the
-# workers first, so the run does not end with one worker on a long module and one idle.
-_MODULE_SECONDS = {
-    "test_reduction.py": 240,
-    "test_matrix_equations.py": 181,
-    "test_ssm_compress.py": 177,
-    "test_ssm_bound.py": 135,
-    "test_norms.py": 74,
-    "test_docs_examples.py": 73,
-    "test_accuracy.py": 66,
-    "test_sharding.py": 40,
-}
-
-
-def pytest_collection_modifyitems(items):
-    # A stable sort: tests keep their order inside a module, other modules theirs.
-    items.sort(key=lambda item: -_MODULE_SECONDS.get(item.path.name, 0))
-
-
 @pytest.fixture
 def getkey():
     """A function returning a fresh PRNG key at each call."""

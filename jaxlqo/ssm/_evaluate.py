@@ -124,7 +124,6 @@ def _prepare(model, compressed, inputs, horizon, trajectory, local, caller):
     return inputs, single, trajectory
 
 
-@eqx.filter_jit
 def _one_report_field(field, model, compressed, inputs, horizon, trajectory, local, caller):
     """One field of the bound's batched report (`"bound"`, `"certified"`), checked inputs in."""
     inputs, single, trajectory = _prepare(
@@ -134,6 +133,7 @@ def _one_report_field(field, model, compressed, inputs, horizon, trajectory, loc
     return out[0] if single else out
 
 
+@eqx.filter_jit
 def _bound_batch(model, compressed, inputs, trajectory, local):
     static = pair_data(model, compressed, inputs.shape[1])
     return jax.vmap(lambda u, t: bound_chain(model, compressed, static, t, u, local))(
