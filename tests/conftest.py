@@ -11,6 +11,7 @@ from jaxlqo._xla_flags import use_fast_compilation
 # since XLA reads its flags when the backend starts; subprocesses inherit them.
 use_fast_compilation()
 
+import equinox as eqx  # noqa: E402
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -47,6 +48,17 @@ def getkey():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# XLA's own defaults for the two options `use_fast_compilation` changes. Per-program compiler
+# options override XLA_FLAGS, so a test about rounding as users get it (two separate forward
+# passes of one model rounding alike) compiles its program with these.
+XLA_DEFAULT_OPTIONS = {"xla_cpu_use_fusion_emitters": True, "xla_backend_optimization_level": 2}
+
+
+def jit_as_by_default(fn):
+    """`fn` under `eqx.filter_jit`, compiled with XLA's default options, not the suite's."""
+    return eqx.filter_jit(fn, compiler_options=XLA_DEFAULT_OPTIONS)
 
 
 def load_benchmark(name: str) -> dict:
