@@ -17,8 +17,6 @@ import os
 import subprocess
 import sys
 
-_CONFIGS = {"default": (), "fast": None}  # None: FAST_COMPILATION_FLAGS
-
 
 def _programs(n: int):
     import jax
@@ -71,15 +69,14 @@ def run(sizes: list[int]) -> list[dict]:
     from jaxlqo._xla_flags import FAST_COMPILATION_FLAGS
 
     records = []
-    for config, flags in _CONFIGS.items():
-        flags = FAST_COMPILATION_FLAGS if flags is None else flags
+    for config, flags in {"default": (), "fast": FAST_COMPILATION_FLAGS}.items():
         env = dict(os.environ)
         env["XLA_FLAGS"] = " ".join(
             [f for f in env.get("XLA_FLAGS", "").split() if "host_platform_device_count" in f]
             + list(flags)
         )
         code = (
-            "import json, sys; from benchmarks.compile import _worker; "
+            "import json; from benchmarks.compile import _worker; "
             f"print(json.dumps(_worker({sizes!r})))"
         )
         out = subprocess.run(

@@ -177,8 +177,9 @@ def output_error_bound(
 
     **Returns:** `(N,)` bounds (a scalar for one sequence).
     """
-    args = (model, compressed, inputs, horizon, trajectory, local, "output_error_bound")
-    return _one_report_field("bound", *args)
+    return _one_report_field(
+        "bound", model, compressed, inputs, horizon, trajectory, local, "output_error_bound"
+    )
 
 
 def certify(
