@@ -99,8 +99,9 @@ def scipy_solve(equation, a, b, c):
 
 
 # (solver, size, dtype) per equation. Sizes: small 3, medium 17, large 64; Sylvester n ≠ m.
-# The default solver is tested at 64 (its Bartels-Stewart branch on CPU); at n m ≤ 64 it is
-# Kronecker, which has its own cases (not at 64: an (nm)² LU is too slow to be worth it).
+# The default solver is tested at 64 (its Bartels-Stewart branch on CPU); at n m ≤ 64 (n² ≤ 36
+# for Lyapunov) it is Kronecker, which has its own cases (not at 64: an (nm)² LU is too slow to
+# be worth it).
 SCIPY_GRID = [
     ("auto", "large", False),
     ("auto", "large", True),
@@ -924,7 +925,7 @@ def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
 
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     op = SylvesterOperator(jnp.eye(12), jnp.eye(12), False)
-    assert isinstance(lqo.AutoSolver().select(op), lqo.MatrixSign)
+    assert isinstance(lqo.AutoSolver().select(op, False), lqo.MatrixSign)
 
 
 def test_fallback_runs_under_vmap_only_when_some_element_needs_it():
