@@ -928,6 +928,18 @@ def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
     assert isinstance(lqo.AutoSolver().select(op, False), lqo.MatrixSign)
 
 
+def test_auto_solver_takes_bartels_stewart_earlier_for_lyapunov_equations():
+    # One Schur form serves a Lyapunov equation: Kronecker only up to n² = 36 there, n m = 64
+    # for a Sylvester equation (measured crossovers, see AutoSolver.select).
+    from jaxlqo._matrix_equations import SylvesterOperator
+
+    for n, lyapunov_solver in [(6, lqo.Kronecker), (7, lqo.BartelsStewart)]:
+        op = SylvesterOperator(jnp.eye(n), jnp.eye(n), False)
+        assert isinstance(lqo.AutoSolver().select(op, True), lyapunov_solver)
+    op = SylvesterOperator(jnp.eye(8), jnp.eye(8), False)
+    assert isinstance(lqo.AutoSolver().select(op, False), lqo.Kronecker)
+
+
 def test_fallback_runs_under_vmap_only_when_some_element_needs_it():
     from jaxlqo._matrix_equations._solvers import _cond_any
 
