@@ -80,7 +80,7 @@ def run(sizes, batch: int, layers: int, repeats: int = 3) -> list[dict]:
     rows = []
     for H, n, L in sizes:
         model = ssm.DeepSSM(
-            jax.random.key(0), d_in=1, H=H, n=n, layers=layers, n_classes=10, dtype="float32"
+            key=jax.random.key(0), d_in=1, H=H, n=n, layers=layers, n_classes=10, dtype="float32"
         )
         rng = np.random.default_rng(0)
         inputs = jnp.asarray(rng.standard_normal((batch, L, 1)), jnp.float32)

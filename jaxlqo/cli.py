@@ -428,7 +428,7 @@ def _from_scratch(model, rank: int, data, metadata: dict, epochs: int, total: in
     arch = dict(metadata.get("architecture", {}))
     init = metadata.get("init", {})
     small = ssm.DeepSSM(
-        jax.random.key(metadata.get("seed", 0)),
+        key=jax.random.key(metadata.get("seed", 0)),
         d_in=model.d_in,
         H=model.H,
         n=rank,

@@ -15,7 +15,7 @@ import jaxlqo.ssm as ssm
 
 def _model(quad_rank=1, vocab_size=None, layers=2):
     return ssm.DeepSSM(
-        jax.random.key(3),
+        key=jax.random.key(3),
         d_in=1 if vocab_size else 2,
         H=5,
         n=4,
@@ -74,7 +74,9 @@ def test_diagonal_states_against_numpy_recurrence():
 
 
 def test_float32_model_stays_float32():
-    model = ssm.DeepSSM(jax.random.key(0), d_in=1, H=4, n=3, layers=1, n_classes=2, dtype="float32")
+    model = ssm.DeepSSM(
+        key=jax.random.key(0), d_in=1, H=4, n=3, layers=1, n_classes=2, dtype="float32"
+    )
     u = jnp.ones((2, 7, 1), jnp.float32)
     assert ssm.batched_logits(model, u).dtype == jnp.float32
 
@@ -109,7 +111,7 @@ def test_token_model_rejects_bad_vocab_size(bad):
 
 def test_token_model_needs_one_input_feature():
     with pytest.raises(ValueError, match="d_in"):
-        ssm.DeepSSM(jax.random.key(0), d_in=2, H=4, n=3, layers=1, n_classes=2, vocab_size=5)
+        ssm.DeepSSM(key=jax.random.key(0), d_in=2, H=4, n=3, layers=1, n_classes=2, vocab_size=5)
 
 
 def test_batched_logits_rejects_wrong_shapes():

@@ -20,7 +20,9 @@ H, N_STATES, L, CASES = 3, 5, 12, 64
 
 
 def _tiny(seed: int, H: int = H, n: int = N_STATES, dtype=None):
-    return ssm.DeepSSM(jax.random.key(seed), d_in=1, H=H, n=n, layers=2, n_classes=3, dtype=dtype)
+    return ssm.DeepSSM(
+        key=jax.random.key(seed), d_in=1, H=H, n=n, layers=2, n_classes=3, dtype=dtype
+    )
 
 
 def _random_case(key, scale, input_scale, rank, share):
@@ -28,7 +30,7 @@ def _random_case(key, scale, input_scale, rank, share):
     `rank` live states (the rest dead, so every rank has one shape) with every matrix
     perturbed by `scale`, and, unless `share`, perturbed D, LayerNorms, encoder and head."""
     keys = jax.random.split(key, 12)
-    model = ssm.DeepSSM(keys[0], d_in=1, H=H, n=N_STATES, layers=2, n_classes=3)
+    model = ssm.DeepSSM(key=keys[0], d_in=1, H=H, n=N_STATES, layers=2, n_classes=3)
 
     def noisy(k, x, size):
         return x + size * jax.random.normal(k, x.shape, x.dtype)

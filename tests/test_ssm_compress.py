@@ -16,7 +16,7 @@ import jaxlqo.ssm as ssm
 
 
 def _tiny_model(seed: int, H: int = 3, n: int = 6, layers: int = 2):
-    return ssm.DeepSSM(jax.random.key(seed), d_in=1, H=H, n=n, layers=layers, n_classes=3)
+    return ssm.DeepSSM(key=jax.random.key(seed), d_in=1, H=H, n=n, layers=layers, n_classes=3)
 
 
 def _random_reduction(

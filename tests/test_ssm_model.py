@@ -60,7 +60,7 @@ def apply_batch(f, batch):
 def _tiny_model(key, **kwargs):
     kw = dict(d_in=2, H=3, n=5, layers=2, n_classes=4, quad_rank=2)
     kw.update(kwargs)
-    return ssm.DeepSSM(key, **kw)
+    return ssm.DeepSSM(key=key, **kw)
 
 
 def _randomise_norms(model, key):
@@ -107,14 +107,30 @@ def test_layer_matches_numpy_loop(getkey, quad_rank):
 
 
 def test_layer_system_shapes_and_stability(getkey):
-    layer = ssm.SSMLayer(getkey(), H=4, n=7, quad_rank=2)
+    layer = ssm.SSMLayer(key=getkey(), H=4, n=7, quad_rank=2)
     sys = layer.system()
     assert isinstance(sys, lqo.DiagonalLQOSystem) and sys.dt == 1.0
     assert sys.poles.shape == (7,) and sys.B.shape == (7, 4) and sys.C.shape == (4, 7)
     assert sys.D.shape == (4, 4) and sys.F.shape == (4, 2, 7) and sys.G.shape == (4, 2, 7)
     modulus = np.abs(np.asarray(sys.poles))
     assert np.all((modulus >= 0.9 - 1e-12) & (modulus <= 0.999 + 1e-12))
-    assert ssm.SSMLayer(getkey(), H=4, n=7, quad_rank=0).system().F is None
+    assert ssm.SSMLayer(key=getkey(), H=4, n=7, quad_rank=0).system().F is None
+
+
+def test_key_is_the_last_keyword_only_argument(getkey):
+    # As in equinox.nn: `key` is keyword-only, so a positional key is a clear TypeError.
+    with pytest.raises(TypeError, match="positional"):
+        ssm.SSMLayer(getkey(), H=4, n=7)
+    with pytest.raises(TypeError, match="positional"):
+        ssm.DeepSSM(getkey(), d_in=1, H=3, n=2, layers=1, n_classes=2)
+    with pytest.raises(TypeError, match="key"):
+        ssm.SSMLayer(H=4, n=7)
+    one = ssm.SSMLayer(H=4, n=7, key=jax.random.key(1))
+    two = ssm.SSMLayer(key=jax.random.key(1), H=4, n=7)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True)
+    )
 
 
 def test_from_system_round_trip(getkey):

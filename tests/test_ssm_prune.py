@@ -100,7 +100,7 @@ def test_pruned_layer_keeps_the_highest_scored_modes_exactly():
 
 
 def _model():
-    return ssm.DeepSSM(jax.random.key(5), d_in=1, H=3, n=6, layers=2, n_classes=3)
+    return ssm.DeepSSM(key=jax.random.key(5), d_in=1, H=3, n=6, layers=2, n_classes=3)
 
 
 @pytest.mark.parametrize("method", ["last", "aire", "bt", "bt-input"])

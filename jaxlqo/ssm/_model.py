@@ -122,7 +122,6 @@ class SSMLayer(eqx.Module):
     **Arguments** (random LRU-style initialisation; use
     [`from_system`][jaxlqo.ssm.SSMLayer.from_system] to build a layer from given matrices):
 
-    - `key`: a PRNG key.
     - `H`: keyword-only; the width (inputs = outputs of the block).
     - `n`: keyword-only; the number of complex states.
     - `quad_rank`: keyword-only; `q`, the number of products in the quadratic readout
@@ -133,6 +132,7 @@ class SSMLayer(eqx.Module):
     - `norm_eps`: keyword-only; the LayerNorm's `eps`.
     - `dtype`: keyword-only; the real dtype of every parameter (default: JAX's default
         float dtype, float64 under `jax_enable_x64`).
+    - `key`: keyword-only; a PRNG key (last and keyword-only, as in `equinox.nn`).
 
     The initial `B` rows are scaled by `γ_i = sqrt(1 − |λ_i|²)` (the LRU normalisation), so
     every state has unit-order stationary variance for unit-variance white input; `C`, `F`,
@@ -158,7 +158,6 @@ class SSMLayer(eqx.Module):
 
     def __init__(
         self,
-        key: PRNGKeyArray,
         *,
         H: int,
         n: int,
@@ -168,6 +167,7 @@ class SSMLayer(eqx.Module):
         max_phase: float = math.pi,
         norm_eps: float = LAYER_NORM_EPS,
         dtype=None,
+        key: PRNGKeyArray,
     ):
         for name, value in (("H", H), ("n", n)):
             if not (isinstance(value, int) and value >= 1):
@@ -310,7 +310,7 @@ class SSMLayer(eqx.Module):
         angle = pole_angle(poles, discrete=True).astype(dtype)
         q = 0 if system.F is None else system.F.shape[1]
         skeleton = eqx.filter_eval_shape(
-            lambda: cls(jax.random.key(0), H=H, n=n, quad_rank=q, dtype=dtype)
+            lambda: cls(key=jax.random.key(0), H=H, n=n, quad_rank=q, dtype=dtype)
         )
         if norm is None:
             norm = eqx.nn.LayerNorm(H, eps=skeleton.norm.eps, dtype=dtype)
@@ -458,7 +458,6 @@ class DeepSSM(eqx.Module):
 
     **Arguments:**
 
-    - `key`: a PRNG key.
     - `d_in`: keyword-only; input features per time step.
     - `H`: keyword-only; the width of every layer.
     - `n`: keyword-only; states per layer: an int, or one int per layer (as after a
@@ -476,6 +475,7 @@ class DeepSSM(eqx.Module):
         Token ids are passed as real sequences `(L, 1)` holding integer values in
         `0 … V−1` (exact in float32 and float64), so every tool that takes real input
         sequences (compression, calibration, the bound) works unchanged.
+    - `key`: keyword-only; a PRNG key (last and keyword-only, as in `equinox.nn`).
 
     Every method acts on one sequence `u` of shape `(L, d_in)`, cast to the model's dtype;
     batch with `jax.vmap`, or use [`batched_logits`][jaxlqo.ssm.batched_logits] (the fast
@@ -488,7 +488,6 @@ class DeepSSM(eqx.Module):
 
     def __init__(
         self,
-        key: PRNGKeyArray,
         *,
         d_in: int,
         H: int,
@@ -502,6 +501,7 @@ class DeepSSM(eqx.Module):
         norm_eps: float = LAYER_NORM_EPS,
         dtype=None,
         vocab_size: int | None = None,
+        key: PRNGKeyArray,
     ):
         if not (isinstance(layers, int) and layers >= 1):
             raise ValueError(f"DeepSSM: `layers` must be a positive int; got {layers!r}.")
@@ -527,7 +527,7 @@ class DeepSSM(eqx.Module):
             self.encoder = eqx.nn.Embedding(int(vocab_size), H, key=k_enc, dtype=dtype)
         self.layers = tuple(
             SSMLayer(
-                k,
+                key=k,
                 H=H,
                 n=n_i,
                 quad_rank=q_i,

@@ -304,7 +304,7 @@ def load_checkpoint(path, *, dtype=None) -> tuple[DeepSSM, dict]:
             f"load_checkpoint: {base} is to be loaded in float64 but `jax_enable_x64` is off; "
             'call `jax.config.update("jax_enable_x64", True)` first, or pass dtype="float32".'
         )
-    skeleton = eqx.filter_eval_shape(lambda: DeepSSM(jax.random.key(0), **arch, dtype=target))
+    skeleton = eqx.filter_eval_shape(lambda: DeepSSM(key=jax.random.key(0), **arch, dtype=target))
 
     def fill(f, like):
         if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):

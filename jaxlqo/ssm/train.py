@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
         dtype=args.dtype,
         vocab_size=data.get("vocab_size"),
     )
-    model = DeepSSM(jax.random.key(args.seed), **hyper)
+    model = DeepSSM(key=jax.random.key(args.seed), **hyper)
     previous = {}
     if args.init is not None:
         from ._train import load_checkpoint
