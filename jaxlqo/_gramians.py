@@ -25,16 +25,13 @@ truncation for linear dynamical systems with quadratic outputs", IEEE TAC 67 (20
 W. Gawronski, J.-N. Juang, "Model reduction in limited time and frequency intervals" (1990).
 """
 
-import numbers
 from typing import Literal, overload
 
-import equinox as eqx
-import jax
-import jax.lax as lax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 from jaxtyping import Array, Bool
 
+from ._checks import check_horizon
+from ._linalg import adjoint, is_stable_matrix, propagator, psd_sqrt_factor, sandwich
 from ._matrix_equations import (
     AbstractSylvesterSolver,
     AutoSolver,
@@ -44,103 +41,9 @@ from ._matrix_equations import (
     solve_sylvester,
 )
 from ._realisation import Realisation
-from ._solution import RESULTS, Solution
+from ._results import finish, first_failure
+from ._solution import RESULTS
 from ._systems import AbstractSystem, check_system
-
-
-def adjoint(a: Array) -> Array:
-    """`Aᴴ` for a dense matrix or a 1-D diagonal."""
-    return jnp.conj(a) if a.ndim == 1 else a.conj().T
-
-
-def first_failure(*results: RESULTS) -> RESULTS:
-    """The first unsuccessful result code, or `successful`."""
-    out = RESULTS.successful
-    for r in reversed(results):
-        out = RESULTS.where(r == RESULTS.successful, out, r)
-    return out
-
-
-def check_horizon(horizon, discrete: bool, caller: str):
-    """`None`, a positive Python int `L` (discrete time) or a positive time `T` (continuous)."""
-    if horizon is None:
-        return None
-    if discrete:
-        if isinstance(horizon, numbers.Integral) and not isinstance(horizon, bool):
-            horizon = int(horizon)  # a NumPy integer is fine; it must be static
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(
-                f"{caller}: a discrete-time `horizon` is a number of steps, a Python int ≥ 1 "
-                f"(e.g. horizon=64); got {horizon!r}. Pass `horizon=None` for the infinite "
-                "horizon."
-            )
-        return horizon
-    if isinstance(horizon, (int, float)) and not horizon > 0:
-        raise ValueError(
-            f"{caller}: a continuous-time `horizon` is a time T > 0 (e.g. horizon=10.0); got "
-            f"{horizon!r}. Pass `horizon=None` for the infinite horizon."
-        )
-    return horizon
-
-
-def systems_are_finite(*systems: AbstractSystem):
-    """Whether every array of every system is finite.
-
-    Checked explicitly: an `inf` in `C`, `M` or `D` need not turn the result into NaN (it can
-    give `inf`, which would otherwise read as a legitimate infinite norm).
-    """
-    finite = jnp.array(True)
-    for leaf in jax.tree_util.tree_leaves(eqx.filter(systems, eqx.is_inexact_array)):
-        finite = finite & jnp.isfinite(lax.stop_gradient(leaf)).all()
-    return finite
-
-
-def raise_if_time_domain_mixup(value, systems, stable):
-    """Raise a specific message when unstable systems would be stable in the other time domain.
-
-    A discrete-time `A` passed with `dt=None` (the default of `LQOSystem`) reads as an unstable
-    continuous-time system, and vice versa; the generic "unstable" error would not say why.
-    """
-    discrete = systems[0].is_discrete
-
-    def stable_in_other_domain():
-        other = systems_are_finite(*systems)
-        for sys in systems:
-            other = other & is_stable_matrix(sys.state_matrix, not discrete)
-        return other
-
-    # `cond`: the extra eigenvalue computation only runs for an unstable system (outside vmap).
-    other = lax.cond(stable, lambda: jnp.array(False), stable_in_other_domain)
-    if discrete:
-        message = (
-            f"The system is unstable in discrete time (dt={systems[0].dt}: some |λ| ≥ 1), but "
-            "every eigenvalue has Re λ < 0, as for a stable continuous-time system: did you "
-            "mean `dt=None` (continuous time)?"
-        )
-    else:
-        message = (
-            "The system is unstable in continuous time (dt=None: some Re λ ≥ 0), but every "
-            "|λ| < 1, as for a stable discrete-time system: did you mean `dt=1.0` (or your "
-            "sampling step)? `dt=None`, the default of `LQOSystem`, means continuous time."
-        )
-    return eqx.error_if(value, other, message)
-
-
-def propagator(a: Array, discrete: bool, horizon) -> Array:
-    """`Φ = A^L` (discrete) or `e^{AT}` (continuous); elementwise for a 1-D diagonal."""
-    if a.ndim == 1:
-        return a**horizon if discrete else jnp.exp(a * horizon)
-    if discrete:
-        return jnp.linalg.matrix_power(a, horizon)
-    # Long horizons (‖A‖ T up to ~1e19) need more than expm's default 16 squarings.
-    return jsl.expm(a * jnp.asarray(horizon, dtype=a.dtype), max_squarings=64)
-
-
-def _sandwich(phi1: Array, x: Array, phi2: Array) -> Array:
-    """`Φ₁ X Φ₂ᴴ` for dense or 1-D `Φ`."""
-    phi1, phi2 = phi1.astype(x.dtype), phi2.astype(x.dtype)  # a real Φ meets a complex X
-    left = phi1[:, None] * x if phi1.ndim == 1 else phi1 @ x
-    return left * jnp.conj(phi2)[None, :] if phi2.ndim == 1 else left @ phi2.conj().T
 
 
 def solve_gramian_equation(
@@ -165,20 +68,8 @@ def solve_gramian_equation(
         sol = solve(a1, adjoint(a2), rhs if discrete else -rhs, solver=solver, throw=False)
     x = sol.value
     if horizon is not None:
-        x = x - _sandwich(propagator(a1, discrete, horizon), x, propagator(a2, discrete, horizon))
+        x = x - sandwich(propagator(a1, discrete, horizon), x, propagator(a2, discrete, horizon))
     return x, sol.result
-
-
-def is_stable_matrix(a: Array, discrete: bool) -> Bool[Array, ""]:
-    """Spectral radius < 1 (discrete) or spectral abscissa < 0 (continuous)."""
-    a = lax.stop_gradient(a)
-    if a.ndim == 1:
-        lam = a
-    else:
-        # eigvals of a non-finite matrix is undefined; such input is reported elsewhere.
-        finite = jnp.isfinite(a).all()
-        lam = jnp.linalg.eigvals(jnp.where(finite, a, jnp.zeros_like(a)))
-    return jnp.all(jnp.abs(lam) < 1) if discrete else jnp.all(jnp.real(lam) < 0)
 
 
 def is_stable(sys: AbstractSystem) -> Bool[Array, ""]:
@@ -227,25 +118,6 @@ def realisation_gramians(
     return p, q, first_failure(res_p, res_q)
 
 
-def finish(value, result, stable, horizon, throw, systems=()):
-    """The common end of a Gramian or norm computation: result code, then throw or `Solution`.
-
-    An infinite horizon needs a stable system (`RESULTS.unstable`); a non-finite array in
-    `systems` is `RESULTS.nonfinite_input`. With `throw` the value is returned behind
-    `eqx.error_if` (first the specific message for a `dt` that mixes up the time domains),
-    else a [`jaxlqo.Solution`][] with the result code.
-    """
-    if horizon is None:
-        result = RESULTS.where(stable, result, RESULTS.unstable)
-    if systems:
-        result = RESULTS.where(systems_are_finite(*systems), result, RESULTS.nonfinite_input)
-    if throw:
-        if systems and horizon is None:
-            value = raise_if_time_domain_mixup(value, systems, stable)
-        return result.error_if(value, result != RESULTS.successful)
-    return Solution(value=value, result=result, stats={})
-
-
 def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
     r"""The controllability (reachability) Gramian `P`.
 
@@ -290,17 +162,6 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     _, q, result = realisation_gramians(r, horizon)
     q = sys.gramian_in_dense_coordinates(q, "observability")
     return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
-
-
-def psd_sqrt_factor(g: Array) -> Array:
-    """`Z` with `G = Z Zᴴ` for a Hermitian positive semidefinite `G` (via `eigh`, GPU-safe).
-
-    Rounding can leave tiny negative eigenvalues on a semidefinite Gramian, where Cholesky
-    would fail; they are clipped to zero.
-    """
-    g = 0.5 * (g + g.conj().T)
-    w, v = jnp.linalg.eigh(g)
-    return v * jnp.sqrt(jnp.clip(w, 0.0)).astype(v.dtype)[None, :]  # complex v: explicit cast
 
 
 def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = True):

@@ -13,17 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Real
 
-from ._gramians import (
-    check_horizon,
-    finish,
-    first_failure,
-    is_stable_matrix,
-    realisation_gramians,
-    solve_gramian_equation,
-)
+from ._checks import check_horizon
+from ._gramians import realisation_gramians, solve_gramian_equation
+from ._linalg import is_stable_matrix
 from ._matrix_equations._solvers import eigenvalues_separated
 from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation
+from ._results import finish, first_failure
 from ._solution import RESULTS, Solution
 from ._systems import AbstractSystem, DiagonalLQOSystem, LQOSystem, check_system
 

@@ -71,7 +71,6 @@ from ._gramians import (
     hankel_singular_values,
     is_stable,
     observability_gramian,
-    psd_sqrt_factor,
 )
 from ._interop import (
     external_dt,
@@ -82,6 +81,7 @@ from ._interop import (
     to_control,
     to_scipy,
 )
+from ._linalg import psd_sqrt_factor
 from ._matrix_equations import (
     AbstractSylvesterSolver,
     AutoSolver,

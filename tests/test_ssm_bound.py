@@ -93,8 +93,8 @@ def _cases(key, scale, input_scale, rank, share):
     model, compressed, u = _random_case(key, scale, input_scale, rank, share)
     traj = trajectory_of(model, u)
     static = pair_data(model, compressed, L)
-    measured = bound_chain(model, compressed, static, traj, u, "measured")
-    h2 = bound_chain(model, compressed, static, traj, u, "h2")
+    measured = bound_chain(model, compressed, static, traj, u, a_priori=False)
+    h2 = bound_chain(model, compressed, static, traj, u, a_priori=True)
     feats = compressed.features(u)
     diff = traj.features - feats
     logits = compressed.classify(feats)
@@ -169,7 +169,7 @@ def test_adversarial_inputs_stay_below_the_bound():
 
     def ratio(u):
         traj = trajectory_of(model, u)
-        bound = bound_chain(model, compressed, static, traj, u, "measured")
+        bound = bound_chain(model, compressed, static, traj, u, a_priori=False)
         diff = traj.features - compressed.features(u)
         error = jnp.max(jnp.sqrt(jnp.sum(diff**2, axis=-1) + 1e-30))
         return error / bound["bound"], (error, bound["bound"], bound["pooled"])

@@ -98,22 +98,31 @@ def _solve(
         return _empty_solution(operator, c, throw)
     # The factorisation is a constant for differentiation: derivatives come from `operator`.
     state = solver.init(lax.stop_gradient(operator), adjoint_pair)
+    transposed = solver.transpose(state)
 
-    x = lax.custom_linear_solve(
-        operator,
-        c,
-        solve=lambda _, rhs: solver.compute(state, rhs, False),
-        transpose_solve=lambda _, rhs: solver.compute(state, rhs, True),
+    def solve(_, rhs):
+        x, result, stats = solver.compute(state, rhs)
+        return x, (result, stats)
+
+    def transpose_solve(_, rhs):
+        x, result, stats = solver.compute(transposed, rhs)
+        return x, (result, stats)
+
+    x, (verdict, stats) = lax.custom_linear_solve(
+        operator, c, solve=solve, transpose_solve=transpose_solve, has_aux=True
     )
 
-    result = _result(operator, c, x, solver, state)
+    result = _result(operator, c, x, solver.failure(state), verdict)
     if throw:
         return result.error_if(x, result != RESULTS.successful)
-    return Solution(value=x, result=result, stats={})
+    return Solution(value=x, result=result, stats=stats)
 
 
-def _result(operator, c, x, solver, state) -> RESULTS:
-    """Classify the outcome: non-finite input, singular equation, or a failed solve.
+def _result(operator, c, x, failure: RESULTS, verdict: RESULTS) -> RESULTS:
+    """Classify the outcome: non-finite input, the solver's verdict, or a failed residual check.
+
+    `verdict` is what the solver itself found (e.g. eigenvalues that make the equation
+    singular); `failure` is the code the solver gives a solve that fails the residual check.
 
     A solve is judged failed when its residual is far above what a backward-stable method
     leaves: ‖L(X) − C‖ > 1000 · n · ε · (‖A‖‖X‖(‖B‖) + ‖X‖‖B‖ + ‖C‖) (Frobenius norms).
@@ -133,8 +142,8 @@ def _result(operator, c, x, solver, state) -> RESULTS:
     # A finite residual is required: once ‖X‖ ≳ 1e154 the norms overflow and `inf <= inf` holds.
     solved = jnp.isfinite(x).all() & jnp.isfinite(residual)
     solved = solved & (residual <= 1000 * size * eps * scale)
-    result = RESULTS.where(solved, RESULTS.successful, solver.failure(state))
-    result = RESULTS.where(solver.separation_ok(state), result, RESULTS.singular_equation)
+    result = RESULTS.where(solved, RESULTS.successful, failure)
+    result = RESULTS.where(verdict == RESULTS.successful, result, verdict)
     return RESULTS.where(finite_input, result, RESULTS.nonfinite_input)
 
 

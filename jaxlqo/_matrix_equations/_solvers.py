@@ -1,10 +1,11 @@
 """Interchangeable algorithms for `L(X) = C` (see `_operator.py`).
 
-Each solver splits into `init` (the work that depends on `A` and `B` only: a factorisation)
-and `compute` (one right-hand side, optionally for the transposed operator). The public
-functions wrap both in `lax.custom_linear_solve`, so no solver is ever differentiated: the
-derivatives come from the operator (see `_solve.py`). `init` only ever sees
-`lax.stop_gradient` inputs.
+Each solver has the shape of a lineax solver: `init` (the work that depends on `A` and `B`
+only: a factorisation, returned as a state), `compute(state, c) -> (x, result, stats)` (one
+right-hand side) and `transpose(state)` (the state of the transposed equation, from the same
+factorisation). The public functions wrap `compute` in `lax.custom_linear_solve`, so no solver
+is ever differentiated: the derivatives come from the operator (see `_solve.py`). `init` only
+ever sees `lax.stop_gradient` inputs.
 """
 
 import abc
@@ -24,21 +25,28 @@ from ._operator import SylvesterOperator, as_dense
 class AbstractSylvesterSolver(eqx.Module):
     """An algorithm for `A X + X B = C` (continuous) or `A X B − X + C = 0` (discrete).
 
-    Subclasses implement `init(operator, adjoint_pair)`, returning a state that holds the
-    factorisation, and `compute(state, c, transpose)`. `adjoint_pair=True` promises
-    `B = Aᴴ` (a Lyapunov / Stein equation) so a solver may factorise once.
+    Subclasses implement, as lineax's solvers do:
+
+    - `init(operator, adjoint_pair)`: the factorisation, as a state (`adjoint_pair=True`
+        promises `B = Aᴴ`, a Lyapunov / Stein equation, so a solver may factorise once);
+    - `compute(state, c)`: `(X, result, stats)` with `L(X) = c`; `result` is the solver's
+        own verdict (`singular_equation` when the eigenvalues make the equation unsolvable,
+        `not_converged` for an iteration that stopped early), `stats` a dict of arrays
+        (e.g. `num_steps`);
+    - `transpose(state)`: the state of `Lᵀ(X) = c` (`Aᵀ`, `Bᵀ`, no conjugation) from the
+        same factorisation.
     """
 
     @abc.abstractmethod
     def init(self, operator: SylvesterOperator, adjoint_pair: bool) -> Any: ...
 
     @abc.abstractmethod
-    def compute(self, state: Any, c: Array, transpose: bool) -> Array:
-        """Solve `L(X) = c`, or `Lᵀ(X) = c` (no conjugation) when `transpose` is set."""
+    def compute(self, state: Any, c: Array) -> tuple[Array, RESULTS, dict[str, Array]]:
+        """Solve `L(X) = c` for the operator `state` was made from: `(X, result, stats)`."""
 
-    def separation_ok(self, state: Any) -> Bool[Array, ""]:
-        """Whether the eigenvalues make the equation solvable (`True` if unknown)."""
-        return jnp.array(True)
+    @abc.abstractmethod
+    def transpose(self, state: Any) -> Any:
+        """The state of the transposed operator `Lᵀ` (`Aᵀ`, `Bᵀ`, no conjugation)."""
 
     def failure(self, state: Any) -> RESULTS:
         """The result code of a solve whose residual check fails (solvable equation)."""
@@ -47,6 +55,12 @@ class AbstractSylvesterSolver(eqx.Module):
 
 def _eps(dtype) -> float:
     return float(jnp.finfo(dtype).eps)
+
+
+def _separation_result(lam: Array, mu: Array, discrete: bool) -> RESULTS:
+    """`successful`, or `singular_equation` when the eigenvalues make `L` singular."""
+    separated = eigenvalues_separated(lam, mu, discrete)
+    return RESULTS.where(separated, RESULTS.successful, RESULTS.singular_equation)
 
 
 def eigenvalues_separated(lam: Array, mu: Array, discrete: bool) -> Bool[Array, ""]:
@@ -79,14 +93,16 @@ class Diagonal(AbstractSylvesterSolver):
             )
         return operator
 
-    def compute(self, state, c, transpose):
-        a, b = state.a, state.b  # diagonal matrices are their own transposes
+    def compute(self, state, c):
+        a, b = state.a, state.b
         if state.discrete:
-            return c / (1 - a[:, None] * b[None, :])
-        return c / (a[:, None] + b[None, :])
+            x = c / (1 - a[:, None] * b[None, :])
+        else:
+            x = c / (a[:, None] + b[None, :])
+        return x, _separation_result(a, b, state.discrete), {}
 
-    def separation_ok(self, state):
-        return eigenvalues_separated(state.a, state.b, state.discrete)
+    def transpose(self, state):
+        return state  # diagonal matrices are their own transposes
 
 
 class Kronecker(AbstractSylvesterSolver):
@@ -115,16 +131,18 @@ class Kronecker(AbstractSylvesterSolver):
         mu = jnp.conj(lam if adjoint_pair else _eigenvalues(operator.b.conj().T))
         return matrix, lam, mu, operator.discrete
 
-    def compute(self, state, c, transpose):
-        matrix = state[0].T if transpose else state[0]
+    def compute(self, state, c):
+        matrix, lam, mu, discrete = state
         # A plain LU solve, not lineax: inside `shard_map` lineax compares the vector's
         # structure including its sharding with the operator's, and refuses (map_layers).
-        # A singular matrix gives non-finite values here; `separation_ok` reports it.
-        return jnp.linalg.solve(matrix, c.reshape(-1)).reshape(c.shape)
+        # A singular matrix gives non-finite values here; the eigenvalue check reports it.
+        x = jnp.linalg.solve(matrix, c.reshape(-1)).reshape(c.shape)
+        return x, _separation_result(lam, mu, discrete), {}
 
-    def separation_ok(self, state):
-        _, lam, mu, discrete = state
-        return eigenvalues_separated(lam, mu, discrete)
+    def transpose(self, state):
+        # The eigenvalues of Aᵀ, Bᵀ are those of A, B.
+        matrix, lam, mu, discrete = state
+        return matrix.T, lam, mu, discrete
 
 
 def _eigenvalues(a: Array) -> Array:
@@ -451,10 +469,8 @@ class BartelsStewart(AbstractSylvesterSolver):
         right = left.adjoint() if adjoint_pair else _triangularise(operator.b.conj().T).adjoint()
         return left, right, operator.discrete
 
-    def compute(self, state, c, transpose):
+    def compute(self, state, c):
         left, right, discrete = state
-        if transpose:
-            left, right = left.transpose(), right.transpose()
         with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
             cdtype = jnp.result_type(c.dtype, left.triangular.dtype, right.triangular.dtype)
         # F = Γ_Aᴴ (Z_Aᴴ C Z_B) Γ_B: the dense products first, in real arithmetic for real C.
@@ -478,11 +494,12 @@ class BartelsStewart(AbstractSylvesterSolver):
         if real_factors and not jnp.iscomplexobj(c):
             w = jnp.real(w)  # X = Z W Zᴴ with Z real, so Re X = Z (Re W) Zᴴ: real products
         x = left.dense_from_basis(right.dense_from_basis(w, "right"), "left")
-        return x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
+        x = x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
+        return x, _separation_result(left.eigenvalues(), right.eigenvalues(), discrete), {}
 
-    def separation_ok(self, state):
+    def transpose(self, state):
         left, right, discrete = state
-        return eigenvalues_separated(left.eigenvalues(), right.eigenvalues(), discrete)
+        return left.transpose(), right.transpose(), discrete
 
 
 class Doubling(AbstractSylvesterSolver):
@@ -509,9 +526,8 @@ class Doubling(AbstractSylvesterSolver):
             )
         return operator
 
-    def compute(self, state, c, transpose):
-        op = state.transpose() if transpose else state
-        a, b = as_dense(op.a).astype(c.dtype), as_dense(op.b).astype(c.dtype)
+    def compute(self, state, c):
+        a, b = as_dense(state.a).astype(c.dtype), as_dense(state.b).astype(c.dtype)
         rdtype = jnp.finfo(c.dtype).dtype
         tol = _eps(c.dtype)
 
@@ -528,9 +544,14 @@ class Doubling(AbstractSylvesterSolver):
             return step + 1, x_new, a_k @ a_k, b_k @ b_k, change.astype(rdtype)
 
         init = (0, c, a, b, jnp.array(jnp.inf, rdtype))
-        _, x, _, _, change = lax.while_loop(cond, body, init)
-        # Not converged (ρ(A)ρ(B) ≥ 1): NaN makes the caller report `not_converged`.
-        return jnp.where(change <= tol, x, jnp.nan)
+        steps, x, _, _, change = lax.while_loop(cond, body, init)
+        # Not converged (ρ(A)ρ(B) ≥ 1): NaN, which also lets a fallback take over.
+        converged = change <= tol
+        result = RESULTS.where(converged, RESULTS.successful, RESULTS.not_converged)
+        return jnp.where(converged, x, jnp.nan), result, {"num_steps": steps}
+
+    def transpose(self, state):
+        return state.transpose()
 
 
 class MatrixSign(AbstractSylvesterSolver):
@@ -558,10 +579,9 @@ class MatrixSign(AbstractSylvesterSolver):
             )
         return operator
 
-    def compute(self, state, c, transpose):
-        op = state.transpose() if transpose else state
-        a = as_dense(op.a).astype(c.dtype)
-        d = -as_dense(op.b).astype(c.dtype)
+    def compute(self, state, c):
+        a = as_dense(state.a).astype(c.dtype)
+        d = -as_dense(state.b).astype(c.dtype)
         n, m = a.shape[0], d.shape[0]
         rdtype = jnp.finfo(c.dtype).dtype
         tol = 10 * _eps(c.dtype)
@@ -588,13 +608,18 @@ class MatrixSign(AbstractSylvesterSolver):
             return step + 1, a_new, d_new, e_new, change.astype(rdtype)
 
         init = (0, a, d, -c, jnp.array(jnp.inf, rdtype))
-        _, a_k, d_k, e, change = lax.while_loop(cond, body, init)
+        steps, a_k, d_k, e, change = lax.while_loop(cond, body, init)
         # The iteration also converges for spectra on both sides of the imaginary axis, but to
         # sign(A) ≠ −I (then ‖sign(A) + I‖_F ≥ ρ(sign(A) + I) = 2) and a meaningless E. Either
         # failure gives NaN → `not_converged` (and the default's fallback on GPU).
         at_sign = jnp.linalg.norm(a_k + jnp.eye(n, dtype=a_k.dtype)) < 1
         at_sign = at_sign & (jnp.linalg.norm(d_k - jnp.eye(m, dtype=d_k.dtype)) < 1)
-        return jnp.where((change <= tol) & at_sign, 0.5 * e, jnp.nan)
+        converged = (change <= tol) & at_sign
+        result = RESULTS.where(converged, RESULTS.successful, RESULTS.not_converged)
+        return jnp.where(converged, 0.5 * e, jnp.nan), result, {"num_steps": steps}
+
+    def transpose(self, state):
+        return state.transpose()
 
 
 class Eigendecomposition(AbstractSylvesterSolver):
@@ -627,23 +652,25 @@ class Eigendecomposition(AbstractSylvesterSolver):
             right = _diagonalise(operator.b)
         return left, right, operator.discrete
 
-    def compute(self, state, c, transpose):
+    def compute(self, state, c):
         (lam, v, v_inv), (mu, w, w_inv), discrete = state
-        if transpose:
-            # Aᵀ = V⁻ᵀ Λ Vᵀ: eigenvectors V⁻ᵀ, their inverse Vᵀ (no conjugation).
-            v, v_inv = _transpose(v_inv), _transpose(v)
-            w, w_inv = _transpose(w_inv), _transpose(w)
         with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
             cdtype = jnp.result_type(c.dtype, lam.dtype, mu.dtype)
         f = _basis(v_inv, _basis(w, c.astype(cdtype), "right"), "left")
         lam, mu = lam.astype(cdtype)[:, None], mu.astype(cdtype)[None, :]
         y = f / (1 - lam * mu) if discrete else f / (lam + mu)
         x = _basis(v, _basis(w_inv, y, "right"), "left")
-        return x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
+        x = x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
+        return x, _separation_result(lam, mu, discrete), {}
 
-    def separation_ok(self, state):
-        (lam, _, _), (mu, _, _), discrete = state
-        return eigenvalues_separated(lam, mu, discrete)
+    def transpose(self, state):
+        # Aᵀ = V⁻ᵀ Λ Vᵀ: eigenvectors V⁻ᵀ, their inverse Vᵀ (no conjugation).
+        (lam, v, v_inv), (mu, w, w_inv), discrete = state
+        return (
+            (lam, _transpose(v_inv), _transpose(v)),
+            (mu, _transpose(w_inv), _transpose(w)),
+            discrete,
+        )
 
 
 def _adjoint(x: Array | None) -> Array | None:
@@ -673,6 +700,8 @@ def _diagonalise(a: Array) -> tuple[Array, Array | None, Array | None]:
 def _cond_any(pred, true_fn, false_value, operands):
     """`true_fn(*operands)` if `pred`, else `false_value`, where `true_fn` runs only if needed.
 
+    `false_value` and the output of `true_fn` are pytrees of the same structure.
+
     Under `vmap` a `lax.cond` with a batched predicate becomes a `select` that runs both
     branches for every element. Here the batching rule instead runs the (batched) `true_fn`
     once if *any* element needs it, and selects per element: a batch that needs no fallback
@@ -687,16 +716,22 @@ def _cond_any(pred, true_fn, false_value, operands):
     @run.def_vmap
     def _rule(axis_size, in_batched, pred, false_value, operands):
         pred_batched, false_batched, operands_batched = in_batched
-        if not false_batched:
-            false_value = jnp.broadcast_to(false_value, (axis_size,) + false_value.shape)
+        false_value = jax.tree_util.tree_map(
+            lambda v, b: v if b else jnp.broadcast_to(v, (axis_size,) + v.shape),
+            false_value,
+            false_batched,
+        )
         in_axes = jax.tree_util.tree_map(lambda b: 0 if b else None, operands_batched)
 
         def batched_true(pred, false_value, *ops):
             out = jax.vmap(true_fn, in_axes=tuple(in_axes))(*ops)
             if not pred_batched:
                 return out
-            keep = pred.reshape((axis_size,) + (1,) * (out.ndim - 1))
-            return jnp.where(keep, out, false_value)
+
+            def select(o, f):
+                return jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, f)
+
+            return jax.tree_util.tree_map(select, out, false_value)
 
         any_pred = jnp.any(pred) if pred_batched else pred
         # Recursing keeps the same economy under nested `vmap`s.
@@ -706,7 +741,7 @@ def _cond_any(pred, true_fn, false_value, operands):
             false_value,
             (pred, false_value, *operands),
         )
-        return out, True
+        return out, jax.tree_util.tree_map(lambda _: True, out)
 
     return run(pred, false_value, operands)
 
@@ -725,19 +760,28 @@ class _WithFallback(AbstractSylvesterSolver):
         return RESULTS.eigendecomposition_failed
 
     def init(self, operator, adjoint_pair):
-        return self.first.init(operator, adjoint_pair), operator, adjoint_pair
+        return self.first.init(operator, adjoint_pair), operator, adjoint_pair, False
 
-    def compute(self, state, c, transpose):
-        first_state, operator, adjoint_pair = state
-        x = self.first.compute(first_state, c, transpose)
+    def compute(self, state, c):
+        first_state, operator, adjoint_pair, transposed = state
+        x, result, stats = self.first.compute(first_state, c)
         discrete, second = operator.discrete, self.second
 
         def fallback(a, b, c):
+            # `second` factorises the operator as given and transposes its own state, as a
+            # direct call of `second` would.
             inner = second.init(SylvesterOperator(a, b, discrete), adjoint_pair)
-            return second.compute(inner, c, transpose)
+            inner = second.transpose(inner) if transposed else inner
+            x, result, _ = second.compute(inner, c)
+            return x, result
 
         failed = ~jnp.isfinite(x).all()
-        return _cond_any(failed, fallback, x, (operator.a, operator.b, c))
+        x, result = _cond_any(failed, fallback, (x, result), (operator.a, operator.b, c))
+        return x, result, stats
+
+    def transpose(self, state):
+        first_state, operator, adjoint_pair, transposed = state
+        return self.first.transpose(first_state), operator, adjoint_pair, not transposed
 
 
 class AutoSolver(AbstractSylvesterSolver):
@@ -779,13 +823,13 @@ class AutoSolver(AbstractSylvesterSolver):
         solver = self.select(operator, adjoint_pair)
         return solver, solver.init(operator, adjoint_pair)
 
-    def compute(self, state, c, transpose):
+    def compute(self, state, c):
         solver, inner = state
-        return solver.compute(inner, c, transpose)
+        return solver.compute(inner, c)
 
-    def separation_ok(self, state):
+    def transpose(self, state):
         solver, inner = state
-        return solver.separation_ok(inner)
+        return solver, solver.transpose(inner)
 
     def failure(self, state):
         solver, inner = state

@@ -6,14 +6,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .._gramians import (
-    check_horizon,
-    is_stable_matrix,
-    psd_sqrt_factor,
-    raise_if_time_domain_mixup,
-    realisation_gramians,
-    systems_are_finite,
-)
+from .._checks import check_horizon, raise_if_time_domain_mixup, systems_are_finite
+from .._gramians import realisation_gramians
+from .._linalg import is_stable_matrix, psd_sqrt_factor
 from .._norms import h2_error_squared, infinite_horizon_as_none
 from .._realisation import Realisation, product_core
 from .._solution import RESULTS, Solution

@@ -14,7 +14,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from .._gramians import systems_are_finite
+from .._checks import systems_are_finite
 from .._solution import RESULTS, Solution
 from .._systems import DiagonalLQOSystem, LQOSystem, check_system
 

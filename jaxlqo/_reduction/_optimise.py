@@ -24,12 +24,9 @@ import jax.scipy.linalg as jsl
 import optax
 from jaxtyping import Array
 
-from .._gramians import (
-    check_horizon,
-    is_stable_matrix,
-    psd_sqrt_factor,
-    solve_gramian_equation,
-)
+from .._checks import check_horizon
+from .._gramians import solve_gramian_equation
+from .._linalg import is_stable_matrix, psd_sqrt_factor
 from .._matrix_equations import BartelsStewart
 from .._misc import complex_dtype, default_float_dtype
 from .._norms import (

@@ -368,10 +368,17 @@ def bound_chain(
     static: PairData,
     traj: Trajectory,
     u: Array,
-    local: str,
+    a_priori: bool,
     local_override=None,
 ):
-    """The theorem's recursion for one input. Returns a dict of per-input results."""
+    """The theorem's recursion for one input. Returns a dict of per-input results.
+
+    `a_priori=False` uses each compressed layer's measured local defect, `True` its a-priori
+    h2-type estimate (the public `local="measured"` / `local="h2"`); `local_override`
+    replaces the local terms per layer (the bound's first-order weights).
+    """
+    if not isinstance(a_priori, bool):  # a string such as "measured" would read as True
+        raise TypeError(f"bound_chain: `a_priori` must be a bool; got {a_priori!r}.")
     dtype = traj.features.dtype
     eps = jnp.finfo(dtype).eps
     length, H = traj.features.shape
@@ -409,7 +416,7 @@ def bound_chain(
         gamma_r, beta_r, ln_eps_r = _ln_parts(red.norm, H, dtype)
         gmax_r = jnp.max(jnp.abs(gamma_r))
         a = s + gelu(y)
-        if local_override is not None or local == "h2":
+        if local_override is not None or a_priori:
             if local_override is not None:
                 loc_v, loc_c = local_override[i]
             else:

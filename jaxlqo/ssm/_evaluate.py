@@ -129,14 +129,14 @@ def _one_report_field(field, model, compressed, inputs, horizon, trajectory, loc
     inputs, single, trajectory = _prepare(
         model, compressed, inputs, horizon, trajectory, local, caller
     )
-    out = _bound_batch(model, compressed, inputs, trajectory, local)[field]
+    out = _bound_batch(model, compressed, inputs, trajectory, local == "h2")[field]
     return out[0] if single else out
 
 
 @eqx.filter_jit
-def _bound_batch(model, compressed, inputs, trajectory, local):
+def _bound_batch(model, compressed, inputs, trajectory, a_priori: bool):
     static = pair_data(model, compressed, inputs.shape[1])
-    return jax.vmap(lambda u, t: bound_chain(model, compressed, static, t, u, local))(
+    return jax.vmap(lambda u, t: bound_chain(model, compressed, static, t, u, a_priori))(
         inputs, trajectory
     )
 
@@ -279,8 +279,8 @@ def _report(model, compressed, inputs, trajectory):
     static = pair_data(model, compressed, inputs.shape[1])
 
     def one(u, t):
-        measured = bound_chain(model, compressed, static, t, u, "measured")
-        h2 = bound_chain(model, compressed, static, t, u, "h2")
+        measured = bound_chain(model, compressed, static, t, u, a_priori=False)
+        h2 = bound_chain(model, compressed, static, t, u, a_priori=True)
         feats = compressed.features(u)
         logits = compressed.classify(feats)
         return {
@@ -348,7 +348,7 @@ def _bound_weights(model: DeepSSM, inputs: Array) -> tuple[Array, Array]:
                 past = jnp.concatenate([jnp.zeros((1,), window.dtype), window[:-1]])
                 vec = deltas[i, 0] * past + deltas[i, 1] * past**2
                 override.append((vec, jnp.broadcast_to(vec[:, None], trace.s.shape)))
-            return bound_chain(model, model, static, t, u, "h2", override)["bound"]
+            return bound_chain(model, model, static, t, u, True, override)["bound"]
 
         return jnp.mean(jax.vmap(one)(inputs, trajectories))
 
