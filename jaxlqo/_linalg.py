@@ -1,7 +1,8 @@
 """Small dense / diagonal linear-algebra helpers shared by the Gramians, norms and reducers.
 
-Every function takes a dense `(n, n)` matrix or a 1-D diagonal (the state matrix of a
-complex-diagonal system) and is GPU-safe (`eigh`, `eigvals`, `expm`; no `schur`).
+`adjoint`, `propagator`, `sandwich` and `is_stable_matrix` take a dense `(n, n)` matrix or
+a 1-D diagonal (the state matrix of a complex-diagonal system); `psd_sqrt_factor` takes a
+dense Hermitian one. None needs `schur` (`eigh`, `eigvals`, `expm`), so all run on GPU.
 """
 
 import jax.lax as lax
