@@ -141,7 +141,7 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = sys.realisation(caller)
     p, _, result = realisation_gramians(r, horizon, observability=False)
-    p = sys.gramian_in_dense_coordinates(p, "controllability")
+    p = sys.controllability_gramian_in_dense_coordinates(p)
     return finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
@@ -160,7 +160,7 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     horizon = check_horizon(horizon, sys.is_discrete, caller)
     r = sys.realisation(caller)
     _, q, result = realisation_gramians(r, horizon)
-    q = sys.gramian_in_dense_coordinates(q, "observability")
+    q = sys.observability_gramian_in_dense_coordinates(q)
     return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 

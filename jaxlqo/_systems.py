@@ -161,11 +161,14 @@ class AbstractSystem(eqx.Module):
         the one form every Gramian, norm and h2 error is computed on."""
 
     @abc.abstractmethod
-    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
-        """A Gramian of `self.realisation()` in the coordinates of `self.to_dense()`.
+    def controllability_gramian_in_dense_coordinates(self, p: Array) -> Array:
+        """The controllability Gramian `P` of `self.realisation()` in `self.to_dense()`'s
+        coordinates (with realisation state `x = T x_dense`: `P_dense = T⁻¹ P T⁻ᴴ`)."""
 
-        `kind` is `"controllability"` or `"observability"` (they transform differently).
-        """
+    @abc.abstractmethod
+    def observability_gramian_in_dense_coordinates(self, q: Array) -> Array:
+        """The observability Gramian `Q` of `self.realisation()` in `self.to_dense()`'s
+        coordinates (with realisation state `x = T x_dense`: `Q_dense = Tᴴ Q T`)."""
 
     @abc.abstractmethod
     def states(self, u: Array) -> Array:
@@ -248,8 +251,11 @@ class LQOSystem(AbstractSystem):
             )
         return Realisation(self.A, self.B, self.C, None, self.M, self.D, self.is_discrete, self.dt)
 
-    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
-        return g  # the realisation has the system's own coordinates
+    def controllability_gramian_in_dense_coordinates(self, p: Array) -> Array:
+        return p  # the realisation has the system's own coordinates
+
+    def observability_gramian_in_dense_coordinates(self, q: Array) -> Array:
+        return q
 
     def states(self, u: Array) -> Array:
         A, B = self.A, self.B
@@ -362,13 +368,14 @@ class DiagonalLQOSystem(AbstractSystem):
             core = product_core(fg[0].shape[-2], self.p, self.poles.dtype)
         return Realisation(poles, b, c, rows, core, self.D, self.is_discrete, self.dt)
 
-    def gramian_in_dense_coordinates(self, g: Array, kind: str) -> Array:
-        t = doubling_transform(self.n, g.dtype)
-        if kind == "controllability":  # x_c = T x_r  ⇒  P_r = T⁻¹ P_c T⁻ᴴ,  T⁻¹ = ½ Tᴴ
-            g = 0.25 * t.conj().T @ g @ t
-        else:  # Q_r = Tᴴ Q_c T
-            g = t.conj().T @ g @ t
-        return jnp.real(g)
+    def controllability_gramian_in_dense_coordinates(self, p: Array) -> Array:
+        t = doubling_transform(self.n, p.dtype)
+        # x_c = T x_r  ⇒  P_r = T⁻¹ P_c T⁻ᴴ,  T⁻¹ = ½ Tᴴ
+        return jnp.real(0.25 * t.conj().T @ p @ t)
+
+    def observability_gramian_in_dense_coordinates(self, q: Array) -> Array:
+        t = doubling_transform(self.n, q.dtype)
+        return jnp.real(t.conj().T @ q @ t)  # Q_r = Tᴴ Q_c T
 
     def states(self, u: Array) -> Array:
         drive = u.astype(self.B.dtype) @ self.B.T  # (L, n): B u_k

@@ -147,8 +147,8 @@ def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: boo
     order = 2 * r if isinstance(sys, DiagonalLQOSystem) else r
     realisation = sys.realisation(caller)
     p, q, result = realisation_gramians(realisation, horizon)
-    p = sys.gramian_in_dense_coordinates(p, "controllability")
-    q = sys.gramian_in_dense_coordinates(q, "observability")
+    p = sys.controllability_gramian_in_dense_coordinates(p)
+    q = sys.observability_gramian_in_dense_coordinates(q)
     dense = sys.to_dense()
     (rom, t), hsv = _project(dense, p, q, order)
     if isinstance(sys, DiagonalLQOSystem):
