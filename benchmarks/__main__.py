@@ -44,6 +44,9 @@ def main():
     flag = f"--xla_force_host_platform_device_count={args.host_devices}"
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    # Virtual devices can deadlock in jaxlib's batched LAPACK kernels unless XLA's intra-op
+    # thread pool has spare threads (jaxlqo/_sharding.py): NPROC sizes it.
+    os.environ.setdefault("NPROC", str(2 * args.host_devices))
     import jax  # noqa: E402  (after XLA_FLAGS)
 
     jax.config.update("jax_enable_x64", not args.float32)

@@ -14,6 +14,14 @@ distributes work by hand. `map_layers` is the recommended form: with `throw=True
 default) every value check of a vmapped function is an `any` over the batch, which under
 GSPMD becomes a (small) all-reduce across devices, while under `shard_map` each device checks
 its own layers.
+
+**Virtual CPU devices** (`XLA_FLAGS=--xla_force_host_platform_device_count=d`, the usual way
+to try sharding on one machine): set the environment variable `NPROC` to at least `2 d`
+before JAX starts. jaxlib's batched LAPACK kernels (e.g. the complex SVD behind
+[`jaxlqo.hankel_singular_values`][]) split their batch over XLA's intra-op thread pool and
+wait for the pieces; that pool has `max(cores, d)` threads (jax 0.9.2), so `d` devices each
+running such a kernel can occupy every thread with a waiting kernel and deadlock (seen with
+4 virtual devices on 2 cores). XLA sizes the pool from `NPROC` when it is set.
 """
 
 from collections.abc import Callable

@@ -112,26 +112,28 @@ def four_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-        # Four virtual devices oversubscribing 2 cores can deadlock inside XLA's CPU runtime
-        # (JAX 0.9.2: every thread waits, none computes; seen in balanced truncation under
-        # map_layers and in a plain jit(vmap(hankel_singular_values)) while the machine was
-        # loaded). The concurrency-optimised scheduler and asynchronous dispatch both take
-        # part; with both off, 3 concurrent runs on a loaded machine passed. Neither changes
-        # values, only the order in which the runtime executes the program.
+        # Neither flag changes values, only the order in which the runtime executes a program;
+        # both were the first (partial) remedies for the deadlock that NPROC below removes.
         " --xla_cpu_enable_concurrency_optimized_scheduler=false"
     ).strip()
     env["JAX_CPU_ENABLE_ASYNC_DISPATCH"] = "false"
     env["JAX_PLATFORMS"] = "cpu"
-    # Normally 40-60 s. Should the runtime still deadlock (a hang, not a wrong value), the
-    # script is run again, at most twice; the checks use the first try that finishes.
-    for attempt in range(3):
+    # XLA's intra-op thread pool has max(cores, devices) = 4 threads here unless NPROC sets
+    # it. jaxlib's batched complex SVD (Hankel singular values) schedules its pieces on that
+    # pool and blocks until they finish, so the four devices, each in such a kernel, could
+    # hold all four threads and wait forever: gdb showed exactly that (4 tf_XLAEigen threads
+    # in lapack_zgesdd_ffi, in BlockUntilReady). It hung 3 of 6 concurrent runs before, 0 of
+    # 21 with NPROC=16 (jaxlqo/_sharding.py says the same to users).
+    env["NPROC"] = "16"
+    # Normally 20-60 s. The retry is a safety net for a stall of another kind, not expected.
+    for attempt in range(2):
         try:
             proc = subprocess.run(
-                [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+                [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=240
             )
             break
         except subprocess.TimeoutExpired:
-            if attempt == 2:
+            if attempt == 1:
                 raise
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
