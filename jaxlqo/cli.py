@@ -139,8 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--cache-dir",
         default=None,
-        help="XLA compilation cache, reused by later runs (default: $JAXLQO_CACHE or "
-        "~/.cache/jaxlqo/xla)",
+        help="XLA compilation cache, reused by later runs, one subfolder per CPU kind "
+        "(default: $JAXLQO_CACHE or ~/.cache/jaxlqo/xla)",
     )
     c.add_argument("--no-cache", action="store_true", help="do not use a compilation cache")
     c.add_argument(
@@ -267,6 +267,21 @@ def _slots(jobs, model) -> int:
     return max(ranks + budgets)
 
 
+def _cpu_fingerprint() -> str:
+    """A short name for this CPU kind: its architecture and instruction-set flags."""
+    import hashlib
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux; elsewhere the processor name alone
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    text = " ".join([platform.machine(), platform.processor(), *sorted(flags.split())])
+    return f"{platform.machine() or 'cpu'}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
 def compress_main(args) -> list[dict]:
     import jax
 
@@ -276,9 +291,20 @@ def compress_main(args) -> list[dict]:
     if not args.no_cache:
         # Compilation dominates a sweep's first run; later runs load the compiled programs.
         default = pathlib.Path.home() / ".cache" / "jaxlqo" / "xla"
-        cache = args.cache_dir or os.environ.get("JAXLQO_CACHE") or default
-        jax.config.update("jax_compilation_cache_dir", str(cache))
+        cache = pathlib.Path(args.cache_dir or os.environ.get("JAXLQO_CACHE") or default)
+        # One subfolder per CPU kind: XLA:CPU programs are compiled for the host's
+        # instruction set, and a cache on a shared home directory must not hand them to
+        # another CPU.
+        jax.config.update("jax_compilation_cache_dir", str(cache / _cpu_fingerprint()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        # jaxlib 0.9.2 logs an ERROR line for every program it loads from the cache ("Target
+        # machine feature +prefer-no-gather is not supported on the host machine ... could
+        # lead to ... SIGILL"), even on the machine that compiled it: those two are LLVM
+        # tuning hints that XLA records with the CPU's features, not instructions. A warm
+        # run printed 16 of them. The folder above keeps programs on their own CPU kind, so
+        # the CLI (an application, not the library) hides jax's log lines below CRITICAL,
+        # C++ ones included; failures still raise.
+        jax.config.update("jax_logging_level", "CRITICAL")
     import jax.numpy as jnp
 
     from . import ssm

@@ -1,5 +1,7 @@
 """The `jaxlqo` command line: user errors are one line and exit code 2, checked before the run."""
 
+import re
+
 import pytest
 
 from jaxlqo.cli import main
@@ -65,3 +67,13 @@ def test_help_lists_every_option_with_its_default(capsys):
         assert option in text
     assert "(default: 512" in text and "(default: 90)" in text
     assert "(default: None)" not in text  # those options say what they default to
+
+
+def test_cpu_fingerprint_names_one_cache_folder_per_cpu_kind(monkeypatch):
+    from jaxlqo import cli
+
+    name = cli._cpu_fingerprint()
+    assert re.fullmatch(r"[\w.-]+-[0-9a-f]{12}", name) and name == cli._cpu_fingerprint()
+    # Another instruction set is another folder.
+    monkeypatch.setattr("platform.processor", lambda: "some-other-cpu")
+    assert cli._cpu_fingerprint() != name
