@@ -705,10 +705,11 @@ STRUCTURED_CASES = [
 
 @pytest.mark.parametrize("equation, kind, complex_", STRUCTURED_CASES)
 def test_bartels_stewart_structured_spectra(equation, kind, complex_):
-    # n = 37, m = 45: two row blocks of 19 (one padded row), two column blocks of 23 (one
-    # padded column); odd n leaves a real eigenvalue after the 2 × 2 blocks.
+    # n = 67, m = 73 (above `_ONE_BLOCK_MAX`, so blocked): three row blocks of 23 (two padded
+    # rows), three column blocks of 25 (two padded columns; 23 for the Lyapunov equations,
+    # where m = n); odd n leaves a real eigenvalue after the 2 × 2 blocks.
     rng = np.random.default_rng(37)
-    n, m = 37, 45
+    n, m = 67, 73
     a = structured(rng, equation, n, kind, complex_)
     b = a.conj().T if ref.is_lyapunov(equation) else structured(rng, equation, m, kind, complex_)
     c = ref.normal(rng, (n, n if ref.is_lyapunov(equation) else m), complex_)
@@ -740,7 +741,9 @@ def test_real_schur_made_complex_is_a_triangular_schur_form(n, kind):
 
 
 @pytest.mark.parametrize("discrete", [False, True])
-@pytest.mark.parametrize("n, m", [(1, 1), (5, 70), (33, 31), (64, 64), (65, 100)])
+# Blocked above `_ONE_BLOCK_MAX` = 64 on either side: (67, 31) pads two rows, (64, 65) one
+# column; (1, 1) is the sweep itself.
+@pytest.mark.parametrize("n, m", [(1, 1), (5, 70), (67, 31), (64, 65), (65, 100)])
 def test_blocked_triangular_solve_matches_column_sweep(n, m, discrete):
     from jaxlqo._matrix_equations._solvers import (
         _solve_triangular_sylvester,
@@ -760,7 +763,11 @@ def test_blocked_triangular_solve_matches_column_sweep(n, m, discrete):
     expected = _solve_triangular_sylvester_columns(r, s, f, discrete)
     assert_close(y, expected, rtol=1e-12)
     residual = y - r @ y @ s - f if discrete else r @ y + y @ s - f
-    assert np.abs(residual).max() < 1e-12
+    # Componentwise, as a backward-stable solve leaves it: each residual entry is within a
+    # small multiple of eps (n + m) of the magnitudes that were summed into it.
+    r_, y_, s_, f_ = (np.abs(np.asarray(x)) for x in (r, y, s, f))
+    terms = y_ + r_ @ y_ @ s_ + f_ if discrete else r_ @ y_ + y_ @ s_ + f_
+    assert np.max(np.abs(residual) / terms) < 4 * np.finfo(np.float64).eps * (n + m)
 
 
 @pytest.mark.parametrize("complex_", [False, True])

@@ -352,6 +352,12 @@ def _complex_matmul(a: Array, b: Array) -> Array:
 # Target block size of the blocked triangular solve; measured on CPU (n = 256, 512): 32 was
 # faster than 16 (more sequential steps) and 64 (more level-2 work in the column sweeps).
 _BLOCK = 32
+# Up to this order on both sides the triangular stage is one column sweep, not blocked.
+# Measured on 2 cores (whole Lyapunov solves, jitted, separate processes): at n = 48 and 64
+# the sweep was as fast or up to 6% faster warm and compiled in 0.76-0.89 s instead of
+# 1.2-1.7 s (the blocked program has two nested scans and the padding); at n = 96 and 128
+# blocking was 6-50% faster warm.
+_ONE_BLOCK_MAX = 64
 
 
 def _pad_triangular(t: Array, size: int, dummy: Array) -> Array:
@@ -387,11 +393,11 @@ def _solve_triangular_sylvester(r: Array, s: Array, f: Array, discrete: bool) ->
     systems — Part I: one-sided and coupled Sylvester-type matrix equations", ACM TOMS 28 (2002).
     """
     n, m = f.shape
-    row_blocks, col_blocks = -(-n // _BLOCK), -(-m // _BLOCK)
-    if row_blocks == col_blocks == 1:
-        # One block: the blocking's padding and nested scans cost more than the solve itself
-        # (n = 16: 95 against 141 µs, measured).
+    if max(n, m) <= _ONE_BLOCK_MAX:
+        # The blocking's padding and nested scans cost more than they save here (n = 16:
+        # 95 against 141 µs), and compile for longer (see `_ONE_BLOCK_MAX`).
         return _solve_triangular_sylvester_columns(r, s, f, discrete)
+    row_blocks, col_blocks = -(-n // _BLOCK), -(-m // _BLOCK)
     p, q = -(-n // row_blocks), -(-m // col_blocks)  # padding < one row (column) per block
     rows, cols = row_blocks * p, col_blocks * q
     if discrete:
