@@ -354,7 +354,7 @@ def _complex_matmul(a: Array, b: Array) -> Array:
 _BLOCK = 32
 # Up to this order on both sides the triangular stage is one column sweep, not blocked.
 # Measured on 2 cores (whole Lyapunov solves, jitted, separate processes): at n = 48 and 64
-# the sweep was as fast or up to 6% faster warm and compiled in 0.76-0.89 s instead of
+# the sweep was within 2% or up to 6% faster warm and compiled in 0.76-0.89 s instead of
 # 1.2-1.7 s (the blocked program has two nested scans and the padding); at n = 96 and 128
 # blocking was 6-50% faster warm.
 _ONE_BLOCK_MAX = 64
