@@ -454,6 +454,11 @@ def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=
     squared, result, stable = _three_term_error_squared(fom, rom, horizon, fom_norm_squared)
     if use_accurate_form(fom, rom, accurate, caller):
         f, g = lti_modes(fom.realisation(caller)), lti_modes(rom.realisation(caller))
+        # The modal forms' eigenvalues decide stability too: one `eig` per dense system
+        # instead of an `eig` here and an `eigvals` in the three-term form's check, which XLA
+        # then drops as unused (measured n = 48: one 48 × 48 `geev` less per h2 error).
+        stable = is_stable_matrix(f.poles, fom.is_discrete)
+        stable = stable & is_stable_matrix(g.poles, rom.is_discrete)
         value = accurate_error_squared(f, g, fom.is_discrete, horizon)
         squared = with_accurate_value(squared, value, f.ok & g.ok & stable)
     d_err = fom.D - rom.D.astype(fom.D.dtype)

@@ -590,6 +590,13 @@ def _lapack_calls(fn, *args) -> dict:
     return collections.Counter(re.findall(r'custom_call_target="lapack_(\w+?)_ffi"', text))
 
 
+def _lapack_calls_on(fn, routine: str, output: str, *args) -> int:
+    """How many `routine` calls of the optimised program have an output of type `output`."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    target = f'custom_call_target="lapack_{routine}_ffi"'
+    return sum(1 for line in text.splitlines() if target in line and f"{output}{{" in line)
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="counts CPU LAPACK calls")
 @pytest.mark.parametrize("discrete", [False, True])
 @pytest.mark.parametrize("quadratic", [False, True])
@@ -631,3 +638,7 @@ def test_dense_h2_error_and_gradient_factorise_each_matrix_once(discrete, quadra
     for fn in (error, jax.value_and_grad(error, argnums=(0, 1))):
         calls = _lapack_calls(fn, a, a_hat)
         assert 1 <= calls["dgees"] <= 2, calls
+        # Eigenvalues of A (14 × 14): one `geev` for the stability check or, for an LTI pair,
+        # for the modal form, which then decides stability too; one more in the branch that
+        # words the "unstable" error (a `cond`, run only then).
+        assert _lapack_calls_on(fn, "dgeev", "f64[14]", a, a_hat) <= 2
