@@ -3,7 +3,8 @@
     python benchmarks/matrix_equations.py [--sizes 16,64,256,512] [--json out.json]
 
 Checks correctness first (agreement with SciPy), then prints the median time of the forward
-solve and of forward + gradient (of a scalar loss of X with respect to A and Q), for the
+solve, of a further solve with the factorisation reused (`state=lqo.factorise(A)`), and of
+forward + gradient (of a scalar loss of X with respect to A and Q), for the
 continuous and discrete Lyapunov equations, with ratios to SciPy; plus the diagonal
 closed form against a dense solve of the same size, and jax.scipy.linalg.solve_sylvester
 (which has no derivative with respect to A).
@@ -64,6 +65,11 @@ def run(sizes: list[int]) -> list[dict]:
             t_ours = timing["median_s"]
             t_grad = time_call(grad, a, q)
             t_scipy = time_call(theirs, a, q)
+            # A factorisation reused (`state=`): the cost of each further right-hand side.
+            state = lqo.factorise(a, discrete=discrete)
+            reused = jax.jit(lambda state, a, q, ours=ours: ours(a, q, state=state))
+            assert np.allclose(reused(state, a, q), x, rtol=1e-12, atol=1e-12 * np.abs(x).max())
+            t_reused = time_call(reused, state, a, q)
             t_control = float("nan")
             if control is not None:  # control.lyap(A, Q): AX + XAᵀ + Q = 0; dlyap: AXAᵀ − X + Q = 0
                 theirs_c = control.dlyap if discrete else control.lyap
@@ -77,6 +83,8 @@ def run(sizes: list[int]) -> list[dict]:
                 "jaxlqo_s": t_ours,
                 "jaxlqo_fwd_grad_s": t_grad,
                 "ratio_fwd": t_ours / t_scipy,
+                "jaxlqo_reused_s": t_reused,
+                "ratio_reused": t_reused / t_scipy,
                 "ratio_grad_over_fwd": t_grad / t_ours,
                 "rel_error": error,
                 "control_s": t_control,
@@ -94,6 +102,7 @@ def run(sizes: list[int]) -> list[dict]:
                     t_control * 1e3,
                     t_ours * 1e3,
                     rec["ratio_fwd"],
+                    t_reused * 1e3,
                     t_grad * 1e3,
                     rec["ratio_grad_over_fwd"],
                     rec.get("jax_scipy_s", float("nan")) * 1e3,
@@ -110,6 +119,7 @@ def run(sizes: list[int]) -> list[dict]:
                 "control",
                 "jaxlqo",
                 "ours/scipy",
+                "state=",
                 "fwd+grad",
                 "grad/fwd",
                 "jax.scipy",

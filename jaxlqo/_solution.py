@@ -28,6 +28,11 @@ class RESULTS(eqx.Enumeration):
         "(λ_i + μ_j ≈ 0, resp. λ_i μ_j ≈ 1). `lqo.BartelsStewart()` (CPU, Schur-based) solves "
         "every non-singular equation."
     )
+    factorisation_mismatch = (
+        "The solve with the given `state=` failed its residual check: the factorisation was "
+        "made from other coefficients than the `A` (and `B`) passed, or the equation is "
+        "numerically singular. Pass `lqo.factorise(...)` of these coefficients."
+    )
     unstable = (
         "The system is unstable (continuous time: some Re λ ≥ 0; discrete time: some |λ| ≥ 1), "
         "so its infinite-horizon Gramians and h2 norm do not exist. Pass `horizon=` for a "

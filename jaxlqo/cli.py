@@ -120,22 +120,21 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the output-error bound and certification (measured error and accuracy "
         "only): the bound's per-step gains cost minutes per row on long sequences (L = 2048)",
     )
-    c.add_argument(
-        "--fine-tune",
-        type=_count(0),
-        default=0,
-        metavar="EPOCHS",
-        help="also fine-tune every compressed model for EPOCHS epochs (with labels) and report "
-        "its accuracy as `fine_tuned_accuracy` (default 0: off)",
-    )
-    c.add_argument(
-        "--from-scratch",
-        type=_count(0),
-        default=0,
-        metavar="EPOCHS",
-        help="also train a model of each reduced size from scratch for EPOCHS epochs and report "
-        "it as method `scratch` (default 0: off)",
-    )
+    for flag, what in (
+        (
+            "--fine-tune",
+            "fine-tune every compressed model for EPOCHS epochs (with labels) and "
+            "report its accuracy as `fine_tuned_accuracy`",
+        ),
+        (
+            "--from-scratch",
+            "train a model of each reduced size from scratch for EPOCHS epochs "
+            "and report it as method `scratch`",
+        ),
+    ):
+        c.add_argument(
+            flag, type=_count(0), default=0, metavar="EPOCHS", help=f"also {what} (default 0: off)"
+        )
     c.add_argument(
         "--cache-dir",
         default=None,
@@ -176,6 +175,8 @@ def _default_ranks(model) -> list[int]:
 #: The default calibration set: 512 sequences, fewer where they are long (bbc_news, L = 2048:
 #: 128), so that the calibration-driven methods cost about the same on every model.
 _CALIBRATION_TOKENS = 2**18
+# What `ssm.bound_report` gives each row of the table (all None for an unstable block).
+_REPORT_FIELDS = ("accuracy", "output_error", "bound", "trivial_bound", "logit_bound", "certified")
 
 
 def _calibration_count(args, data) -> int:
@@ -369,39 +370,21 @@ def compress_main(args) -> list[dict]:
         }
         if compressed is None:  # an unstable block (TLH2): reported as such
             gone = sum(layer.n - r for layer, r in zip(model.layers, ranks, strict=True))
-            record.update(
-                params_removed=gone * _per_state(model) / total,
-                accuracy=None,
-                output_error=None,
-                bound=None,
-                trivial_bound=None,
-                logit_bound=None,
-                certified=None,
-                stable=False,
-            )
+            record["params_removed"] = gone * _per_state(model) / total
+            record.update(dict.fromkeys(_REPORT_FIELDS), stable=False)
         else:
             removed = 1 - compressed.trainable_parameter_count() / total
             # Padded with dead states to the shared slots, every compressed model shares one
             # compiled evaluation, error and bound (same outputs, see ssm.pad_layers).
             padded = ssm.pad_layers(compressed, slots)
             if args.no_bound:
-                report: dict[str, Any] = dict.fromkeys(
-                    ("bound", "trivial_bound", "logit_bound", "certified")
-                )
+                report: dict[str, Any] = dict.fromkeys(_REPORT_FIELDS)
                 report["accuracy"] = ssm.evaluate(padded, test_x, test_y)
                 report["output_error"] = float(jnp.max(ssm.output_error(model, padded, test_x)))
             else:
                 report = ssm.bound_report(model, padded, test_x, test_y, trajectory=reference)
-            record.update(
-                params_removed=removed,
-                accuracy=report["accuracy"],
-                output_error=report["output_error"],
-                bound=report["bound"],
-                trivial_bound=report["trivial_bound"],
-                logit_bound=report["logit_bound"],
-                certified=report["certified"],
-                stable=True,
-            )
+            record["params_removed"] = removed
+            record.update({key: report[key] for key in _REPORT_FIELDS}, stable=True)
         if args.fine_tune and compressed is not None:
             record["fine_tuned_accuracy"] = _fine_tune(compressed, data, metadata, args.fine_tune)
         records.append(record)

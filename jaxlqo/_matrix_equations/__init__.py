@@ -1,5 +1,7 @@
 from ._operator import SylvesterOperator as SylvesterOperator
 from ._solve import (
+    Factorisation as Factorisation,
+    factorise as factorise,
     solve_continuous_lyapunov as solve_continuous_lyapunov,
     solve_discrete_lyapunov as solve_discrete_lyapunov,
     solve_discrete_sylvester as solve_discrete_sylvester,

@@ -21,9 +21,13 @@ derivatives with respect to `A` and `B` come from differentiating the operator `
 tangent and adjoint solves are again `custom_linear_solve`s, so every order works.
 """
 
+from typing import Any
+
+import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Inexact
+from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from .._misc import as_inexact_array, common_inexact_dtype
 from .._solution import RESULTS, Solution
@@ -75,6 +79,152 @@ def _empty_solution(operator: SylvesterOperator, c: Array, throw: bool):
     return Solution(value=x, result=result, stats={})
 
 
+class Factorisation(eqx.Module):
+    r"""One matrix equation's factorisation, made once by [`jaxlqo.factorise`][] and reused.
+
+    Pass it as `state=` to [`jaxlqo.solve_sylvester`][] (and the other three solves) to solve
+    the same equation for several right-hand sides without factorising again, as lineax's
+    `linear_solve(..., state=solver.init(...))` does: for Bartels–Stewart the Schur forms
+    ($O(n^3 + m^3)$) are computed once and each further solve costs $O(nm(n + m))$.
+
+    A pytree (its arrays are leaves), so it can be passed through `jit`, `vmap` and `grad`.
+    It is treated as a constant for differentiation: derivatives with respect to `A` and `B`
+    come from the coefficients passed to the solve, as without `state=`.
+
+    **Fields:**
+
+    - `solver`: the solver Module that made it (and that the solves then use).
+    - `discrete`: `True` for a Stein equation (`A X B − X + C = 0`), `False` for `A X + X B = C`.
+    - `adjoint_pair`: `True` when it was made for a Lyapunov / Stein equation (`B = Aᴴ`).
+    - `arrays`, `structure`: the solver's state, split into its arrays and the rest.
+    """
+
+    arrays: PyTree[Array]
+    structure: Any = eqx.field(static=True)
+    solver: AbstractSylvesterSolver = eqx.field(static=True)
+    discrete: bool = eqx.field(static=True)
+    adjoint_pair: bool = eqx.field(static=True)
+
+    @property
+    def state(self) -> Any:
+        """The solver's own state (`solver.init(operator, adjoint_pair)`)."""
+        return eqx.combine(self.arrays, self.structure)
+
+
+def factorise(
+    A: Inexact[ArrayLike, "n n"] | Inexact[ArrayLike, " n"],
+    B: Inexact[ArrayLike, "m m"] | Inexact[ArrayLike, " m"] | None = None,
+    *,
+    discrete: bool = False,
+    solver: AbstractSylvesterSolver = AutoSolver(),
+) -> Factorisation:
+    r"""Factorise a matrix equation once, to solve it for many right-hand sides.
+
+    `B = None` means a Lyapunov / Stein equation, `B = Aᴴ` (one factorisation serves both
+    sides):
+
+    - continuous (`discrete=False`): $A X + X B = C$, or $A X + X A^H = Q$;
+    - discrete (`discrete=True`): $A X B - X + C = 0$, or $A X A^H - X + Q = 0$.
+
+    **Arguments:** `A` `(n, n)` or `(n,)` (diagonal), `B` `(m, m)`, `(m,)` or `None`, with the
+    dtype rules of [`jaxlqo.solve_sylvester`][]; `solver` as there.
+
+    **Returns:** a [`jaxlqo.Factorisation`][], for `state=` of the solve of the same equation
+    with the same `A` (and `B`), e.g.
+
+    ```python
+    state = lqo.factorise(A)  # one Schur form of A
+    P = lqo.solve_continuous_lyapunov(A, -B @ B.T, state=state)
+    Q = lqo.solve_continuous_lyapunov(A, -B2 @ B2.T, state=state)  # no second Schur form
+    ```
+
+    A solve checks that the factorisation is of the same kind (equation, solver, shapes,
+    dtype; a mismatch is a `TypeError` or `ValueError`), and its residual check catches a
+    factorisation of other coefficients of the same shapes
+    (`RESULTS.factorisation_mismatch`): never a silent wrong answer.
+    """
+    caller = "factorise"
+    _check_solver(solver, caller)
+    adjoint_pair = B is None
+    if B is None:
+        (A,) = _inputs(caller, A=A)
+        _square_or_diagonal(A, "A", caller)
+        B = _adjoint(A)
+    else:
+        A, B = _inputs(caller, A=A, B=B)
+        _square_or_diagonal(A, "A", caller)
+        _square_or_diagonal(B, "B", caller)
+        dtype = common_inexact_dtype(A, B)
+        A, B = A.astype(dtype), B.astype(dtype)
+    operator = SylvesterOperator(A, B, bool(discrete))
+    # An empty side has nothing to factorise: the solve returns the empty solution.
+    empty = A.shape[0] == 0 or B.shape[0] == 0
+    state = None if empty else solver.init(lax.stop_gradient(operator), adjoint_pair)
+    arrays, structure = eqx.partition(state, eqx.is_array)
+    return Factorisation(arrays, structure, solver, bool(discrete), adjoint_pair)
+
+
+def _check_solver(solver, caller: str) -> None:
+    if not isinstance(solver, AbstractSylvesterSolver):
+        raise TypeError(
+            f"{caller}: `solver` must be a solver Module such as lqo.AutoSolver(), "
+            f"lqo.BartelsStewart() or lqo.Doubling(); got {solver!r}."
+        )
+
+
+def _state_solver(
+    caller: str, factorisation, discrete: bool, solver: AbstractSylvesterSolver
+) -> AbstractSylvesterSolver:
+    """The solver of a `state=` argument, after checking it is a factorisation of this kind."""
+    if not isinstance(factorisation, Factorisation):
+        raise TypeError(
+            f"{caller}: `state` must be a lqo.Factorisation made by lqo.factorise(...); "
+            f"got {type(factorisation).__name__}."
+        )
+    if factorisation.discrete != discrete:
+        kind = "discrete" if factorisation.discrete else "continuous"
+        raise ValueError(
+            f"{caller}: `state` factorises a {kind}-time equation; pass "
+            f"lqo.factorise(..., discrete={discrete})."
+        )
+    if solver != AutoSolver() and solver != factorisation.solver:
+        raise ValueError(
+            f"{caller}: `state` was made by {factorisation.solver!r}, but `solver` is "
+            f"{solver!r}; leave `solver` out (the state's solver is used)."
+        )
+    return factorisation.solver
+
+
+def _given_state(caller: str, factorisation: Factorisation, operator: SylvesterOperator) -> Any:
+    """The solver state inside `factorisation`, checked against the shapes and dtype of `operator`.
+
+    The expected state is traced (`filter_eval_shape`), not computed; whether it factorises
+    these very coefficients is left to the residual check, which needs no extra work.
+    """
+    expected = eqx.filter_eval_shape(
+        factorisation.solver.init, operator, factorisation.adjoint_pair
+    )
+    arrays, structure = eqx.partition(expected, lambda x: isinstance(x, jax.ShapeDtypeStruct))
+
+    def signature(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return treedef, [(x.shape, jnp.dtype(x.dtype)) for x in leaves]
+
+    # A Lyapunov factorisation (of A alone) also serves `A X + X Aᴴ`, so `B` must be `n × n`.
+    square = operator.b.shape == operator.a.shape or not factorisation.adjoint_pair
+    if (
+        not square
+        or structure != factorisation.structure
+        or signature(arrays) != signature(factorisation.arrays)
+    ):
+        raise ValueError(
+            f"{caller}: `state` was factorised from coefficients of other shapes or dtype than "
+            f"these (A {operator.a.shape}, B {operator.b.shape}, {operator.a.dtype}, the "
+            "common dtype of the equation, its right-hand side included); factorise these."
+        )
+    return eqx.combine(lax.stop_gradient(factorisation.arrays), factorisation.structure)
+
+
 def _solve(
     caller: str,
     a: Array,
@@ -85,19 +235,23 @@ def _solve(
     adjoint_pair: bool,
     solver: AbstractSylvesterSolver,
     throw: bool,
+    factorisation=None,
 ):
-    if not isinstance(solver, AbstractSylvesterSolver):
-        raise TypeError(
-            f"{caller}: `solver` must be a solver Module such as lqo.AutoSolver(), "
-            f"lqo.BartelsStewart() or lqo.Doubling(); got {solver!r}."
-        )
+    _check_solver(solver, caller)
+    if factorisation is not None:
+        solver = _state_solver(caller, factorisation, discrete, solver)
     dtype = common_inexact_dtype(a, b, c)
     a, b, c = a.astype(dtype), b.astype(dtype), c.astype(dtype)
     operator = SylvesterOperator(a, b, discrete)
     if c.size == 0:
         return _empty_solution(operator, c, throw)
-    # The factorisation is a constant for differentiation: derivatives come from `operator`.
-    state = solver.init(lax.stop_gradient(operator), adjoint_pair)
+    if factorisation is None:
+        # The factorisation is a constant for differentiation: derivatives come from `operator`.
+        state = solver.init(lax.stop_gradient(operator), adjoint_pair)
+        failure = solver.failure(state)
+    else:
+        state = _given_state(caller, factorisation, operator)
+        failure = RESULTS.factorisation_mismatch
     transposed = solver.transpose(state)
 
     def solve(_, rhs):
@@ -112,7 +266,7 @@ def _solve(
         operator, c, solve=solve, transpose_solve=transpose_solve, has_aux=True
     )
 
-    result = _result(operator, c, x, solver.failure(state), verdict)
+    result = _result(operator, c, x, failure, verdict)
     if throw:
         return result.error_if(x, result != RESULTS.successful)
     return Solution(value=x, result=result, stats=stats)
@@ -153,6 +307,7 @@ def solve_sylvester(
     C: Inexact[ArrayLike, "n m"],
     *,
     solver: AbstractSylvesterSolver = AutoSolver(),
+    state: Factorisation | None = None,
     throw: bool = True,
 ):
     r"""Solve the Sylvester equation $A X + X B = C$.
@@ -167,6 +322,9 @@ def solve_sylvester(
         precision is a `TypeError`); all inputs are cast to their common dtype. `n = 0` or
         `m = 0` is allowed: the solution is then the empty `(n, m)` array, as in SciPy.
     - `solver`: keyword-only solver Module (default [`jaxlqo.AutoSolver`][]).
+    - `state`: keyword-only [`jaxlqo.Factorisation`][] of this equation
+        (`lqo.factorise(A, B, solver=...)`), to reuse one factorisation across right-hand
+        sides; its solver is used. Default `None`: factorise here.
     - `throw`: keyword-only. `True` (default) raises on non-finite input, a singular equation
         or a failed solve; `False` returns a [`jaxlqo.Solution`][] with a result code.
 
@@ -175,7 +333,9 @@ def solve_sylvester(
     Differentiable in `A`, `B` and `C` (implicitly, to any order, forward and reverse mode),
     and compatible with `jit` and `vmap`.
     """
-    return _sylvester("solve_sylvester", A, B, C, discrete=False, solver=solver, throw=throw)
+    return _sylvester(
+        "solve_sylvester", A, B, C, discrete=False, solver=solver, state=state, throw=throw
+    )
 
 
 def solve_discrete_sylvester(
@@ -184,6 +344,7 @@ def solve_discrete_sylvester(
     C: Inexact[ArrayLike, "n m"],
     *,
     solver: AbstractSylvesterSolver = AutoSolver(),
+    state: Factorisation | None = None,
     throw: bool = True,
 ):
     r"""Solve the discrete Sylvester (Stein) equation $A X B - X + C = 0$.
@@ -192,7 +353,7 @@ def solve_discrete_sylvester(
     Arguments and returns as for [`jaxlqo.solve_sylvester`][].
     """
     return _sylvester(
-        "solve_discrete_sylvester", A, B, C, discrete=True, solver=solver, throw=throw
+        "solve_discrete_sylvester", A, B, C, discrete=True, solver=solver, state=state, throw=throw
     )
 
 
@@ -201,6 +362,7 @@ def solve_continuous_lyapunov(
     Q: Inexact[ArrayLike, "n n"],
     *,
     solver: AbstractSylvesterSolver = AutoSolver(),
+    state: Factorisation | None = None,
     throw: bool = True,
 ):
     r"""Solve the continuous Lyapunov equation $A X + X A^H = Q$ (SciPy's convention).
@@ -209,7 +371,9 @@ def solve_continuous_lyapunov(
     `A` may be 1-D (diagonal). Keywords and returns as for [`jaxlqo.solve_sylvester`][];
     one Schur form serves both sides.
     """
-    return _lyapunov("solve_continuous_lyapunov", A, Q, discrete=False, solver=solver, throw=throw)
+    return _lyapunov(
+        "solve_continuous_lyapunov", A, Q, discrete=False, solver=solver, state=state, throw=throw
+    )
 
 
 def solve_discrete_lyapunov(
@@ -217,6 +381,7 @@ def solve_discrete_lyapunov(
     Q: Inexact[ArrayLike, "n n"],
     *,
     solver: AbstractSylvesterSolver = AutoSolver(),
+    state: Factorisation | None = None,
     throw: bool = True,
 ):
     r"""Solve the discrete Lyapunov (Stein) equation $A X A^H - X + Q = 0$ (SciPy's convention).
@@ -225,28 +390,46 @@ def solve_discrete_lyapunov(
     $\sum_k A^k B B^H (A^H)^k$. `A` may be 1-D (diagonal). Keywords and returns as for
     [`jaxlqo.solve_sylvester`][].
     """
-    return _lyapunov("solve_discrete_lyapunov", A, Q, discrete=True, solver=solver, throw=throw)
+    return _lyapunov(
+        "solve_discrete_lyapunov", A, Q, discrete=True, solver=solver, state=state, throw=throw
+    )
 
 
-def _sylvester(caller: str, A, B, C, *, discrete: bool, solver, throw: bool):
+def _sylvester(caller: str, A, B, C, *, discrete: bool, solver, state, throw: bool):
     """The checked front end of both Sylvester equations: shapes, dtypes, then `_solve`."""
     A, B, C = _inputs(caller, A=A, B=B, C=C)
     n = _square_or_diagonal(A, "A", caller)
     m = _square_or_diagonal(B, "B", caller)
     _check_rhs(C, (n, m), "C", caller)
     return _solve(
-        caller, A, B, C, discrete=discrete, adjoint_pair=False, solver=solver, throw=throw
+        caller,
+        A,
+        B,
+        C,
+        discrete=discrete,
+        adjoint_pair=False,
+        solver=solver,
+        throw=throw,
+        factorisation=state,
     )
 
 
-def _lyapunov(caller: str, A, Q, *, discrete: bool, solver, throw: bool):
+def _lyapunov(caller: str, A, Q, *, discrete: bool, solver, state, throw: bool):
     """The checked front end of both Lyapunov equations: `B = Aᴴ`, one factorisation."""
     A, Q = _inputs(caller, A=A, Q=Q)
     n = _square_or_diagonal(A, "A", caller)
     _check_rhs(Q, (n, n), "Q", caller)
     A = A.astype(common_inexact_dtype(A, Q))
     return _solve(
-        caller, A, _adjoint(A), Q, discrete=discrete, adjoint_pair=True, solver=solver, throw=throw
+        caller,
+        A,
+        _adjoint(A),
+        Q,
+        discrete=discrete,
+        adjoint_pair=True,
+        solver=solver,
+        throw=throw,
+        factorisation=state,
     )
 
 

@@ -129,20 +129,21 @@ class Kronecker(AbstractSylvesterSolver):
         # eig(B) = conj(eig(Bᴴ)); Bᴴ is A₂ in a Gramian equation, so XLA can share the call
         # with the stability check of A₂ (see BartelsStewart.init).
         mu = jnp.conj(lam if adjoint_pair else _eigenvalues(operator.b.conj().T))
-        return matrix, lam, mu, operator.discrete
+        # LU-factorised once: a reused state (`lqo.factorise`) costs two triangular solves.
+        return jsl.lu_factor(matrix), False, lam, mu, operator.discrete
 
     def compute(self, state, c):
-        matrix, lam, mu, discrete = state
+        lu, transposed, lam, mu, discrete = state
         # A plain LU solve, not lineax: inside `shard_map` lineax compares the vector's
         # structure including its sharding with the operator's, and refuses (map_layers).
         # A singular matrix gives non-finite values here; the eigenvalue check reports it.
-        x = jnp.linalg.solve(matrix, c.reshape(-1)).reshape(c.shape)
+        x = jsl.lu_solve(lu, c.reshape(-1), trans=int(transposed)).reshape(c.shape)
         return x, _separation_result(lam, mu, discrete), {}
 
     def transpose(self, state):
-        # The eigenvalues of Aᵀ, Bᵀ are those of A, B.
-        matrix, lam, mu, discrete = state
-        return matrix.T, lam, mu, discrete
+        # The same LU serves the transposed matrix; the eigenvalues of Aᵀ, Bᵀ are those of A, B.
+        lu, transposed, lam, mu, discrete = state
+        return lu, not transposed, lam, mu, discrete
 
 
 def _eigenvalues(a: Array) -> Array:
@@ -259,37 +260,38 @@ class _Triangularised(eqx.Module):
     def eigenvalues(self) -> Array:
         return self.triangular if self.triangular.ndim == 1 else jnp.diagonal(self.triangular)
 
-    def dense_to_basis(self, x: Array, side: str) -> Array:
-        """`Zᴴ X` (side="left") or `X Z` (side="right")."""
-        if self.unitary is None:
-            return x
-        if side == "left":
-            return _matmul(self.unitary.conj().T, x)
-        return _matmul(x, self.unitary)
+    # One method per side, so that no string chooses the product.
+    def dense_to_basis_left(self, x: Array) -> Array:
+        """`Zᴴ X`."""
+        return x if self.unitary is None else _matmul(self.unitary.conj().T, x)
 
-    def rotate_to_basis(self, x: Array, side: str) -> Array:
-        """`Γᴴ X` (side="left") or `X Γ` (side="right")."""
-        if self.rotations is None:
-            return x
-        if side == "left":
-            return self.rotations.adjoint().left(x)
-        return self.rotations.right(x)
+    def dense_to_basis_right(self, x: Array) -> Array:
+        """`X Z`."""
+        return x if self.unitary is None else _matmul(x, self.unitary)
 
-    def rotate_from_basis(self, y: Array, side: str) -> Array:
-        """`Γ Y` (side="left") or `Y Γᴴ` (side="right")."""
-        if self.rotations is None:
-            return y
-        if side == "left":
-            return self.rotations.left(y)
-        return self.rotations.adjoint().right(y)
+    def rotate_to_basis_left(self, x: Array) -> Array:
+        """`Γᴴ X`."""
+        return x if self.rotations is None else self.rotations.adjoint().left(x)
 
-    def dense_from_basis(self, y: Array, side: str) -> Array:
-        """`Z Y` (side="left") or `Y Zᴴ` (side="right")."""
-        if self.unitary is None:
-            return y
-        if side == "left":
-            return _matmul(self.unitary, y)
-        return _matmul(y, self.unitary.conj().T)
+    def rotate_to_basis_right(self, x: Array) -> Array:
+        """`X Γ`."""
+        return x if self.rotations is None else self.rotations.right(x)
+
+    def rotate_from_basis_left(self, y: Array) -> Array:
+        """`Γ Y`."""
+        return y if self.rotations is None else self.rotations.left(y)
+
+    def rotate_from_basis_right(self, y: Array) -> Array:
+        """`Y Γᴴ`."""
+        return y if self.rotations is None else self.rotations.adjoint().right(y)
+
+    def dense_from_basis_left(self, y: Array) -> Array:
+        """`Z Y`."""
+        return y if self.unitary is None else _matmul(self.unitary, y)
+
+    def dense_from_basis_right(self, y: Array) -> Array:
+        """`Y Zᴴ`."""
+        return y if self.unitary is None else _matmul(y, self.unitary.conj().T)
 
 
 def _triangularise(a: Array) -> _Triangularised:
@@ -480,8 +482,8 @@ class BartelsStewart(AbstractSylvesterSolver):
         with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
             cdtype = jnp.result_type(c.dtype, left.triangular.dtype, right.triangular.dtype)
         # F = Γ_Aᴴ (Z_Aᴴ C Z_B) Γ_B: the dense products first, in real arithmetic for real C.
-        g = right.dense_to_basis(left.dense_to_basis(c, "left"), "right")
-        f = right.rotate_to_basis(left.rotate_to_basis(g.astype(cdtype), "left"), "right")
+        g = right.dense_to_basis_right(left.dense_to_basis_left(c))
+        f = right.rotate_to_basis_right(left.rotate_to_basis_left(g.astype(cdtype)))
         r = _as_upper(left.triangular, left.lower).astype(cdtype)  # a 1-D side may be real
         s = _as_upper(right.triangular, right.lower).astype(cdtype)
         if left.lower:
@@ -493,13 +495,13 @@ class BartelsStewart(AbstractSylvesterSolver):
             y = y[::-1, :]
         if right.lower:
             y = y[:, ::-1]
-        w = left.rotate_from_basis(right.rotate_from_basis(y, "right"), "left")
+        w = left.rotate_from_basis_left(right.rotate_from_basis_right(y))
         real_factors = all(
             side.unitary is None or not jnp.iscomplexobj(side.unitary) for side in (left, right)
         )
         if real_factors and not jnp.iscomplexobj(c):
             w = jnp.real(w)  # X = Z W Zᴴ with Z real, so Re X = Z (Re W) Zᴴ: real products
-        x = left.dense_from_basis(right.dense_from_basis(w, "right"), "left")
+        x = left.dense_from_basis_left(right.dense_from_basis_right(w))
         x = x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
         return x, _separation_result(left.eigenvalues(), right.eigenvalues(), discrete), {}
 
@@ -662,10 +664,10 @@ class Eigendecomposition(AbstractSylvesterSolver):
         (lam, v, v_inv), (mu, w, w_inv), discrete = state
         with jax.numpy_dtype_promotion("standard"):  # deliberate real -> complex promotion
             cdtype = jnp.result_type(c.dtype, lam.dtype, mu.dtype)
-        f = _basis(v_inv, _basis(w, c.astype(cdtype), "right"), "left")
+        f = _left_product(v_inv, _right_product(c.astype(cdtype), w))
         lam, mu = lam.astype(cdtype)[:, None], mu.astype(cdtype)[None, :]
         y = f / (1 - lam * mu) if discrete else f / (lam + mu)
-        x = _basis(v, _basis(w_inv, y, "right"), "left")
+        x = _left_product(v, _right_product(y, w_inv))
         x = x if jnp.iscomplexobj(c) else jnp.real(x).astype(c.dtype)
         return x, _separation_result(lam, mu, discrete), {}
 
@@ -687,11 +689,14 @@ def _transpose(x: Array | None) -> Array | None:
     return None if x is None else x.T
 
 
-def _basis(t: Array | None, x: Array, side: str) -> Array:
-    """`T X` (side="left") or `X T` (side="right"); `T = None` is the identity."""
-    if t is None:
-        return x
-    return _complex_matmul(t, x) if side == "left" else _complex_matmul(x, t)
+def _left_product(t: Array | None, x: Array) -> Array:
+    """`T X`; `T = None` is the identity."""
+    return x if t is None else _complex_matmul(t, x)
+
+
+def _right_product(x: Array, t: Array | None) -> Array:
+    """`X T`; `T = None` is the identity."""
+    return x if t is None else _complex_matmul(x, t)
 
 
 def _diagonalise(a: Array) -> tuple[Array, Array | None, Array | None]:
