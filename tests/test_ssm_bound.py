@@ -290,6 +290,9 @@ def test_trajectory_is_reused_and_report_is_consistent():
     assert report["pooled_error"] <= report["pooled_bound"]
     assert report["logit_error"] <= report["logit_bound"]
     assert report["output_error"] <= report["h2_bound"]
+    # Without the a-priori form: every other field the same, `h2_bound` absent.
+    lighter = ssm.bound_report(model, compressed, inputs, labels, trajectory=traj, a_priori=False)
+    assert lighter == {k: v for k, v in report.items() if k != "h2_bound"}
     certified = ssm.certify(model, compressed, inputs, trajectory=traj)
     assert report["certified"] == pytest.approx(float(jnp.mean(certified)))
     assert report["certified_correct"] <= report["accuracy"] + 1e-12

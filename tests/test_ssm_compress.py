@@ -121,6 +121,36 @@ def test_every_method_gives_a_model_of_the_requested_rank(method):
     assert jnp.all(error <= ssm.output_error_bound(model, compressed, inputs) * (1 + 1e-9))
 
 
+def test_precomputed_bound_weights_give_the_same_compression():
+    model = _tiny_model(4, n=8)
+    inputs = jnp.asarray(np.random.default_rng(4).standard_normal((16, 10, 1)))
+    weights = ssm.bound_weights(model, inputs)
+    for input_aware in (False, True):
+        computed, _ = ssm.compress(
+            model,
+            3,
+            method=ssm.BoundWeighted(input_aware=input_aware),
+            calibration=inputs,
+            max_steps=4,
+        )
+        given, _ = ssm.compress(
+            model,
+            3,
+            method=ssm.BoundWeighted(input_aware=input_aware, weights=weights),
+            calibration=inputs,
+            max_steps=4,
+        )
+        assert computed is not None and given is not None
+        assert bool(eqx.tree_equal(computed, given))
+    # The given weights are the ones used: others give another compression.
+    other = ssm.BoundWeighted(input_aware=True, weights=(jnp.ones(2), jnp.zeros(2)))
+    changed, _ = ssm.compress(model, 3, method=other, calibration=inputs, max_steps=4)
+    assert not bool(eqx.tree_equal(changed, given))
+    with pytest.raises(ValueError, match="one weight per layer"):
+        wrong = ssm.BoundWeighted(weights=(weights[0][:1], weights[1][:1]))
+        ssm.compress(model, 3, method=wrong, calibration=inputs, max_steps=1)
+
+
 def test_padding_with_dead_states_changes_nothing():
     model = _tiny_model(5, n=8)
     inputs = jnp.asarray(np.random.default_rng(5).standard_normal((4, 10, 1)))

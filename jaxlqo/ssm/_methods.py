@@ -83,22 +83,38 @@ def _unpad(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
     return DiagonalLQOSystem(sys.poles[:r], sys.B[:r], sys.C[:, :r], sys.D, F=f, G=g, dt=sys.dt)
 
 
-@eqx.filter_jit
-def _modal(sys: DiagonalLQOSystem, r: int) -> DiagonalLQOSystem:
-    return modal_truncation(sys, r).value
+# The compiled reducers below run with `throw=False` and are checked by `_successful` outside:
+# an `eqx.error_if` puts a host callback in the program, and JAX never writes a program with
+# host callbacks to its persistent compilation cache, so `jaxlqo compress` compiled these
+# again on every run (measured: 4.1 s of a warm run, `_balanced` 1.8 s per rank).
 
 
 @eqx.filter_jit
-def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> DiagonalLQOSystem:
+def _modal(sys: DiagonalLQOSystem, r: int) -> tuple[DiagonalLQOSystem, RESULTS]:
+    solution = modal_truncation(sys, r, throw=False)
+    return solution.value, solution.result
+
+
+@eqx.filter_jit
+def _balanced(sys: DiagonalLQOSystem, r: int, horizon, roots) -> tuple[DiagonalLQOSystem, RESULTS]:
     """Balanced truncation of the input-weighted block `B W^{1/2}`.
 
     `roots = (W^{1/2}, W^{-1/2})`.
     """
     root, inverse_root = roots
-    rom = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon).value
+    solution = balanced_truncation(with_input_factor(sys, root), r, horizon=horizon, throw=False)
+    rom = solution.value
     assert isinstance(rom, DiagonalLQOSystem)  # a diagonal system reduces to a diagonal one
     # The projection is linear in B: undoing the weight on the reduced B gives the rom of sys.
-    return with_input_factor(rom, inverse_root)
+    return with_input_factor(rom, inverse_root), solution.result
+
+
+def _successful(reduced: tuple[DiagonalLQOSystem, RESULTS], caller: str) -> DiagonalLQOSystem:
+    """The reduced block, or the reducer's failure raised (as `throw=True` would have)."""
+    rom, result = reduced
+    if bool(result != RESULTS.successful):
+        raise ValueError(f"{caller}: a layer's block could not be reduced: {RESULTS[result]}")
+    return rom
 
 
 def _solution(rom: DiagonalLQOSystem, stats: dict) -> Solution:
@@ -192,7 +208,7 @@ class ModalTruncation(AbstractLayerwiseMethod):
     input_aware: bool = eqx.field(default=False, static=True)
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
-        return _solution(_modal(sys, r), {})
+        return _solution(_successful(_modal(sys, r), "modal"), {})
 
 
 class ModePruning(AbstractLayerwiseMethod):
@@ -221,7 +237,8 @@ class BalancedTruncation(AbstractLayerwiseMethod):
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
         moment = _input_weight(sys, data, self.input_aware)
-        return _solution(_balanced(sys, r, horizon, input_weight_roots(moment)), {})
+        reduced = _balanced(sys, r, horizon, input_weight_roots(moment))
+        return _solution(_successful(reduced, "balanced truncation"), {})
 
 
 class TimeLimitedH2(AbstractLayerwiseMethod):
@@ -236,7 +253,9 @@ class TimeLimitedH2(AbstractLayerwiseMethod):
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
         horizon = horizon if horizon is not None else 10 * sys.n
         slots = r if slots is None else slots
-        start = _balanced(sys, r, horizon, input_weight_roots(_white(sys)))
+        start = _successful(
+            _balanced(sys, r, horizon, input_weight_roots(_white(sys))), "tlh2 (its balanced start)"
+        )
         sol = tlh2(sys, slots, horizon=horizon, init=_pad(start, slots), max_steps=max_steps)
         return _solution(_unpad(sol.value, r), {"stable": bool(sol.stats["stable"])})
 
@@ -252,7 +271,9 @@ class LayerwiseH2(AbstractLayerwiseMethod):
 
     def reduce_layer(self, sys, r, data, *, horizon, max_steps, slots):
         moment = _input_weight(sys, data, self.input_aware)
-        start = _balanced(sys, r, horizon, input_weight_roots(moment))
+        start = _successful(
+            _balanced(sys, r, horizon, input_weight_roots(moment)), "h2 (its balanced start)"
+        )
         slots = r if slots is None else slots
         sol = reduce(
             sys,
@@ -269,7 +290,14 @@ class LayerwiseH2(AbstractLayerwiseMethod):
 class BoundWeighted(LayerwiseH2):
     """The paper's method: each block minimises its share
     `α_i ‖Σ_{i,1} − Σ̂_{i,1}‖ + β_i ‖Σ_{i,2} − Σ̂_{i,2}‖` of the first-order output-error
-    bound ([`jaxlqo.ssm.bound_weights`][], computed on the calibration data)."""
+    bound ([`jaxlqo.ssm.bound_weights`][], computed on the calibration data).
+
+    `weights`: `(α, β)` from `ssm.bound_weights(model, calibration, horizon=…)` computed once
+    by the caller, to reuse across a sweep of ranks (they depend on neither the rank nor
+    `input_aware`); `None` (default) computes them on every call.
+    """
+
+    weights: tuple[Array, Array] | None = None
 
     @property
     def needs_calibration(self) -> bool:
@@ -279,7 +307,16 @@ class BoundWeighted(LayerwiseH2):
         moments = [None] * len(model.layers)
         if self.input_aware:
             moments = layer_input_second_moments(model, calibration)
-        alpha, beta = bound_weights(model, calibration, horizon=horizon)
+        if self.weights is None:
+            alpha, beta = bound_weights(model, calibration, horizon=horizon)
+        else:
+            alpha, beta = self.weights
+            if jnp.shape(alpha) != (len(model.layers),) or jnp.shape(beta) != jnp.shape(alpha):
+                raise ValueError(
+                    f"BoundWeighted: `weights` must be two arrays of one weight per layer "
+                    f"({len(model.layers)}), as ssm.bound_weights returns; got shapes "
+                    f"{jnp.shape(alpha)} and {jnp.shape(beta)}."
+                )
         # Only the ratio matters per layer; normalise so the objective is O(error).
         return [
             LayerData(m, jnp.stack([a, b]) / (a + b))
