@@ -35,6 +35,8 @@ from ._linalg import adjoint, is_stable_matrix, propagator, psd_sqrt_factor, san
 from ._matrix_equations import (
     AbstractSylvesterSolver,
     AutoSolver,
+    Factorisation,
+    factorise,
     solve_continuous_lyapunov,
     solve_discrete_lyapunov,
     solve_discrete_sylvester,
@@ -55,14 +57,16 @@ def solve_gramian_equation(
     *,
     same: bool,
     solver: AbstractSylvesterSolver = AutoSolver(),
+    state: Factorisation | None = None,
 ) -> tuple[Array, RESULTS]:
     """`X = A₁ X A₂ᴴ + R` (discrete) or `A₁ X + X A₂ᴴ + R = 0` (continuous), time-limited if asked.
 
-    `same=True` promises `A₁ = A₂` and uses the Lyapunov/Stein solver (one factorisation).
+    `same=True` promises `A₁ = A₂` and uses the Lyapunov/Stein solver (one factorisation, or
+    the given `state` of that Lyapunov/Stein equation).
     """
     if same:
         solve = solve_discrete_lyapunov if discrete else solve_continuous_lyapunov
-        sol = solve(a1, rhs if discrete else -rhs, solver=solver, throw=False)
+        sol = solve(a1, rhs if discrete else -rhs, solver=solver, state=state, throw=False)
     else:
         solve = solve_discrete_sylvester if discrete else solve_sylvester
         sol = solve(a1, adjoint(a2), rhs if discrete else -rhs, solver=solver, throw=False)
@@ -108,13 +112,23 @@ def realisation_gramians(
 def realisation_gramians(
     r: Realisation, horizon, *, observability: bool = True
 ) -> tuple[Array, Array | None, RESULTS]:
-    """Controllability and (LQO) observability Gramians of a realisation, with a result code."""
-    p, res_p = solve_gramian_equation(r.a, r.a, r.b @ r.b.conj().T, r.discrete, horizon, same=True)
+    """Controllability and (LQO) observability Gramians of a realisation, with a result code.
+
+    For a real dense `A` one Schur form serves both: the observability equation (in `Aᵀ`) is
+    the transpose of the controllability one, so it takes `factorise(A).transpose()`.
+    """
+    real_dense = r.a.ndim == 2 and not jnp.iscomplexobj(r.a) and r.a.shape[0] > 0
+    state = factorise(r.a, discrete=r.discrete) if real_dense and observability else None
+    rhs = r.b @ r.b.conj().T
+    p, res_p = solve_gramian_equation(r.a, r.a, rhs, r.discrete, horizon, same=True, state=state)
     if not observability:
         return p, None, res_p
     a_h = adjoint(r.a)
     source = r.c.conj().T @ r.c + quadratic_source(r, p)
-    q, res_q = solve_gramian_equation(a_h, a_h, source, r.discrete, horizon, same=True)
+    transposed = None if state is None else state.transpose()
+    q, res_q = solve_gramian_equation(
+        a_h, a_h, source, r.discrete, horizon, same=True, state=transposed
+    )
     return p, q, first_failure(res_p, res_q)
 
 

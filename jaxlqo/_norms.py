@@ -16,6 +16,7 @@ from jaxtyping import Array, Real
 from ._checks import check_horizon
 from ._gramians import is_stable, realisation_gramians, solve_gramian_equation
 from ._linalg import is_stable_matrix
+from ._matrix_equations import factorise
 from ._matrix_equations._solvers import eigenvalues_separated
 from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation
@@ -639,7 +640,11 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
     x, res_x = solve_gramian_equation(
         r1.a, a_hat, r1.b @ b_hat.T.astype(r1.b.dtype), disc, None, same=False
     )
-    p_hat, res_p = solve_gramian_equation(a_hat, a_hat, b_hat @ b_hat.T, disc, None, same=True)
+    # One factorisation of Â serves P̂ and, transposed, Q̃ (the equation in Âᵀ).
+    rom_state = factorise(a_hat, discrete=disc) if a_hat.shape[0] > 0 else None
+    p_hat, res_p = solve_gramian_equation(
+        a_hat, a_hat, b_hat @ b_hat.T, disc, None, same=True, state=rom_state
+    )
 
     source_q = c_hat.T @ c_hat
     source_y = r1.c.conj().T @ c_hat.astype(dtype)
@@ -659,7 +664,15 @@ def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:
         grad_m = 2 * (jnp.einsum("ab,jbc,cd->jad", p_hat, m_hat, p_hat) - x_m_x)
 
     # Q̃ solves the rom's observability-type equation; Ỹ the fom-rom one (transposed pair).
-    q_t, res_q = solve_gramian_equation(a_hat.T, a_hat.T, source_q, disc, None, same=True)
+    q_t, res_q = solve_gramian_equation(
+        a_hat.T,
+        a_hat.T,
+        source_q,
+        disc,
+        None,
+        same=True,
+        state=None if rom_state is None else rom_state.transpose(),
+    )
     a1_h = r1.a.conj() if r1.a.ndim == 1 else r1.a.conj().T
     y_t, res_y = solve_gramian_equation(
         a1_h, a_hat.T.astype(dtype), source_y, disc, None, same=False

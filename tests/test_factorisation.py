@@ -212,3 +212,34 @@ def test_property_a_state_solves_like_a_fresh_factorisation(data, discrete, seed
     state = lqo.factorise(a, discrete=discrete, solver=lqo.BartelsStewart())
     x = solve(equation, a, None, q, state=state)
     assert relative_error(x, ref.solve(equation, a, None, q)) <= 1e-9
+
+
+@pytest.mark.parametrize("equation", ref.EQUATIONS)
+@pytest.mark.parametrize("solver_name", ["bartels_stewart", "kronecker", "iterative"])
+@pytest.mark.parametrize("complex_", [False, True])
+def test_a_transposed_factorisation_solves_the_transposed_equation(
+    rng, equation, solver_name, complex_
+):
+    solver = solver_for(solver_name, equation)
+    a, b, c = ref.problem(rng, equation, 9, 7, complex_=complex_)
+    state = factorise(equation, a, b, solver).transpose()
+    # Lᵀ has Aᵀ and Bᵀ; for a Lyapunov equation (B = Aᴴ) that is the Lyapunov equation of Aᵀ.
+    x = solve(equation, a.T, b.T, c, state=state)
+    assert relative_error(x, ref.solve(equation, a.T, b.T, c)) <= 1e-11
+    # Twice transposed is the original factorisation.
+    back = solve(equation, a, b, c, state=state.transpose())
+    assert relative_error(back, ref.solve(equation, a, b, c)) <= 1e-11
+    if not ref.is_lyapunov(equation):  # checked against the shapes of the transposed equation
+        with pytest.raises(ValueError, match="other shapes or dtype"):
+            solve(equation, a.T, b[:6, :6].T, c[:, :6], state=state)
+
+
+def test_a_dense_balanced_truncation_needs_one_schur_form(rng):
+    # The observability equation (in Aᵀ) reuses the controllability one's Schur form of A.
+    a = ref.hurwitz(rng, 20)
+    sys = lqo.LQOSystem(a, ref.normal(rng, (20, 2)), ref.normal(rng, (3, 20)))
+    program = jax.jit(lambda s: lqo.balanced_truncation(s, 4).value.A).lower(sys).compile()
+    assert program.as_text().count("lapack_dgees") == 1
+    q = lqo.observability_gramian(sys)
+    c = np.asarray(sys.C)
+    assert relative_error(q, ref.solve("continuous_lyapunov", a.T, None, -c.T @ c)) <= 1e-12

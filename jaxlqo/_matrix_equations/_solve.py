@@ -104,11 +104,25 @@ class Factorisation(eqx.Module):
     solver: AbstractSylvesterSolver = eqx.field(static=True)
     discrete: bool = eqx.field(static=True)
     adjoint_pair: bool = eqx.field(static=True)
+    transposed: bool = eqx.field(static=True, default=False)
 
     @property
     def state(self) -> Any:
-        """The solver's own state (`solver.init(operator, adjoint_pair)`)."""
+        """The solver's own state (`solver.init(operator, adjoint_pair)`, or its transpose)."""
         return eqx.combine(self.arrays, self.structure)
+
+    def transpose(self) -> "Factorisation":
+        r"""The factorisation of the transposed equation (`Aᵀ`, `Bᵀ`), from the same factors.
+
+        For a Lyapunov factorisation of `A` (`B = Aᴴ`) it is the Lyapunov factorisation of
+        `Aᵀ`; for a real `A`, the observability equation $A^\top Q + Q A = S$ is then solved
+        with the Schur form of `A` (`lqo.solve_continuous_lyapunov(A.T, S,
+        state=lqo.factorise(A).transpose())`), as SciPy's `trsyl` does with `trana`.
+        """
+        arrays, structure = eqx.partition(self.solver.transpose(self.state), eqx.is_array)
+        return Factorisation(
+            arrays, structure, self.solver, self.discrete, self.adjoint_pair, not self.transposed
+        )
 
 
 def factorise(
@@ -201,9 +215,18 @@ def _given_state(caller: str, factorisation: Factorisation, operator: SylvesterO
     The expected state is traced (`filter_eval_shape`), not computed; whether it factorises
     these very coefficients is left to the residual check, which needs no extra work.
     """
-    expected = eqx.filter_eval_shape(
-        factorisation.solver.init, operator, factorisation.adjoint_pair
-    )
+    solver = factorisation.solver
+
+    def init(operator):
+        # A transposed factorisation is that of `Lᵀ`: the transposed state of Lᵀ's own `init`
+        # is the state of L, so transposing it back has the structure of L's `init`.
+        state = solver.init(
+            operator.transpose() if factorisation.transposed else operator,
+            factorisation.adjoint_pair,
+        )
+        return solver.transpose(state) if factorisation.transposed else state
+
+    expected = eqx.filter_eval_shape(init, operator)
     arrays, structure = eqx.partition(expected, lambda x: isinstance(x, jax.ShapeDtypeStruct))
 
     def signature(tree):
