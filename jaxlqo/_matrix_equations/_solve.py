@@ -96,6 +96,8 @@ class Factorisation(eqx.Module):
     - `solver`: the solver Module that made it (and that the solves then use).
     - `discrete`: `True` for a Stein equation (`A X B − X + C = 0`), `False` for `A X + X B = C`.
     - `adjoint_pair`: `True` when it was made for a Lyapunov / Stein equation (`B = Aᴴ`).
+    - `transposed`: `True` for the factorisation of `Lᵀ` that
+        [`transpose`][jaxlqo.Factorisation.transpose] gives.
     - `arrays`, `structure`: the solver's state, split into its arrays and the rest.
     """
 
