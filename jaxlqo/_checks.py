@@ -49,22 +49,29 @@ def systems_are_finite(*systems: AbstractSystem):
     return finite
 
 
-def raise_if_time_domain_mixup(value, systems, stable):
+def raise_if_time_domain_mixup(value, systems, stable, spectra=None):
     """Raise a specific message when unstable systems would be stable in the other time domain.
 
     A discrete-time `A` passed with `dt=None` (the default of `LQOSystem`) reads as an unstable
     continuous-time system, and vice versa; the generic "unstable" error would not say why.
+    `spectra`: the systems' eigenvalues, where the caller has them already (then no `eigvals`
+    is compiled: inside the `cond` below XLA could not share it with the caller's `eig`).
     """
     discrete = systems[0].is_discrete
+    matrices = [sys.state_matrix for sys in systems] if spectra is None else list(spectra)
 
     def stable_in_other_domain():
         other = systems_are_finite(*systems)
-        for sys in systems:
-            other = other & is_stable_matrix(sys.state_matrix, not discrete)
+        for a in matrices:
+            other = other & is_stable_matrix(a, not discrete)
         return other
 
-    # `cond`: the extra eigenvalue computation only runs for an unstable system (outside vmap).
-    other = lax.cond(stable, lambda: jnp.array(False), stable_in_other_domain)
+    if spectra is None:
+        # `cond`: the extra eigenvalue computation only runs for an unstable system (outside
+        # vmap).
+        other = lax.cond(stable, lambda: jnp.array(False), stable_in_other_domain)
+    else:
+        other = ~stable & stable_in_other_domain()
     if discrete:
         message = (
             f"The system is unstable in discrete time (dt={systems[0].dt}: some |λ| ≥ 1), but "

@@ -342,7 +342,7 @@ def safe_sqrt(x: Array) -> Array:
     )
 
 
-def _finish(value, result, stable, horizon, throw, systems=()):
+def _finish(value, result, stable, horizon, throw, systems=(), spectra=None):
     """`finish` for a norm: NaN is `nonfinite_input`, and an unstable system's norm is `inf`."""
     result = RESULTS.where(
         (result == RESULTS.successful) & jnp.isnan(value), RESULTS.nonfinite_input, result
@@ -351,7 +351,7 @@ def _finish(value, result, stable, horizon, throw, systems=()):
         value = jnp.where(stable, value, jnp.inf)
     # The result codes of `systems` (NaN / inf anywhere in them, even where it would only give
     # `inf`) and of instability are set by `finish`.
-    return finish(value, result, stable, horizon, throw, systems)
+    return finish(value, result, stable, horizon, throw, systems, spectra)
 
 
 @overload
@@ -449,7 +449,16 @@ def infinite_horizon_as_none(horizon):
 
 def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=None):
     """`(‖Σ − Σ̂‖²_h2, result, both stable)`: the building block of [`jaxlqo.h2_error`][]."""
+    squared, result, stable, _ = _error_squared_and_spectra(
+        fom, rom, horizon=horizon, fom_norm_squared=fom_norm_squared, accurate=accurate
+    )
+    return squared, result, stable
+
+
+def _error_squared_and_spectra(fom, rom, *, horizon, fom_norm_squared, accurate):
+    """`h2_error_squared` and the two systems' eigenvalues where it computed them (else `None`)."""
     caller = "h2_error"
+    spectra = None
     check_system_pair(fom, rom, caller)
     horizon = check_horizon(infinite_horizon_as_none(horizon), fom.is_discrete, caller)
     squared, result = _three_term_error_squared(fom, rom, horizon, fom_norm_squared)
@@ -459,13 +468,14 @@ def h2_error_squared(fom, rom, *, horizon=None, fom_norm_squared=None, accurate=
         # an `eig` for the modes and an `eigvals` for the check (n = 48: one 48 × 48 `geev`).
         stable = is_stable_matrix(f.poles, fom.is_discrete)
         stable = stable & is_stable_matrix(g.poles, rom.is_discrete)
+        spectra = (f.poles, g.poles)
         value = accurate_error_squared(f, g, fom.is_discrete, horizon)
         squared = with_accurate_value(squared, value, f.ok & g.ok & stable)
     else:
         stable = is_stable(fom) & is_stable(rom)
     d_err = fom.D - rom.D.astype(fom.D.dtype)
     squared = jnp.maximum(squared, 0.0) + feedthrough_term(d_err, fom.is_discrete)
-    return squared, result, stable
+    return squared, result, stable, spectra
 
 
 def _three_term_error_squared(fom, rom, horizon, fom_norm_squared):
@@ -599,10 +609,10 @@ def h2_error(
         ```
     """
     horizon = infinite_horizon_as_none(horizon)
-    squared, result, stable = h2_error_squared(
+    squared, result, stable, spectra = _error_squared_and_spectra(
         fom, rom, horizon=horizon, fom_norm_squared=fom_norm_squared, accurate=accurate
     )
-    return _finish(safe_sqrt(squared), result, stable, horizon, throw, (fom, rom))
+    return _finish(safe_sqrt(squared), result, stable, horizon, throw, (fom, rom), spectra)
 
 
 def h2_error_gradient(fom: AbstractSystem, rom: LQOSystem) -> LQOSystem:

@@ -17,13 +17,14 @@ def first_failure(*results: RESULTS) -> RESULTS:
     return out
 
 
-def finish(value, result, stable, horizon, throw, systems=()):
+def finish(value, result, stable, horizon, throw, systems=(), spectra=None):
     """The common end of a Gramian or norm computation: result code, then throw or `Solution`.
 
     An infinite horizon needs a stable system (`RESULTS.unstable`); a non-finite array in
     `systems` is `RESULTS.nonfinite_input`. With `throw` the value is returned behind
     `eqx.error_if` (first the specific message for a `dt` that mixes up the time domains),
-    else a [`jaxlqo.Solution`][] with the result code.
+    else a [`jaxlqo.Solution`][] with the result code. `spectra`: the eigenvalues of
+    `systems`' state matrices, if the caller has them (see `raise_if_time_domain_mixup`).
     """
     if horizon is None:
         result = RESULTS.where(stable, result, RESULTS.unstable)
@@ -31,6 +32,6 @@ def finish(value, result, stable, horizon, throw, systems=()):
         result = RESULTS.where(systems_are_finite(*systems), result, RESULTS.nonfinite_input)
     if throw:
         if systems and horizon is None:
-            value = raise_if_time_domain_mixup(value, systems, stable)
+            value = raise_if_time_domain_mixup(value, systems, stable, spectra)
         return result.error_if(value, result != RESULTS.successful)
     return Solution(value=value, result=result, stats={})

@@ -106,6 +106,9 @@ def test_unstable_system_message(mats):
     sys = lqo.LQOSystem(a + 1.5 * np.eye(N), b, c, dt=1.0)
     with pytest.raises(RuntimeError, match=r"unstable.*`horizon=`.*`throw=False`"):
         lqo.h2_norm(sys)
+    # The same through h2_error's modal form (which checks the other domain on its poles).
+    with pytest.raises(RuntimeError, match=r"unstable.*`horizon=`.*`throw=False`"):
+        lqo.h2_error(sys, sys)
     assert float(lqo.h2_norm(sys, throw=False).value) == np.inf
     assert np.isfinite(float(lqo.h2_norm(sys, horizon=16)))
 

@@ -638,7 +638,8 @@ def test_dense_h2_error_and_gradient_factorise_each_matrix_once(discrete, quadra
     for fn in (error, jax.value_and_grad(error, argnums=(0, 1))):
         calls, text = _lapack_calls(fn, a, a_hat)
         assert 1 <= calls["dgees"] <= 2, calls
-        # Eigenvalues of A (14 × 14): one `geev` for the stability check or, for an LTI pair,
-        # for the modal form, which then decides stability too; one more in the branch that
-        # words the "unstable" error (a `cond`, run only then).
-        assert _lapack_calls_on(text, "dgeev", "f64[14]") <= 2
+        # Eigenvalues of A (14 × 14): for an LTI pair one `geev`, for the modal form, which
+        # then decides stability and words the "unstable" error too; for an LQO pair one for
+        # the stability check and one in the branch that words the error (a `cond`, run only
+        # then).
+        assert _lapack_calls_on(text, "dgeev", "f64[14]") <= (2 if quadratic else 1)
