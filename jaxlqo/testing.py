@@ -84,15 +84,15 @@ def _complex_dtype(real_dtype):
         return jnp.result_type(real_dtype, jnp.complex64)
 
 
-def _check_pole_region(
+def _checked_region(
     caller: str,
-    *,
     max_radius: float,
     min_radius: float,
     min_decay: float,
     max_decay: float,
     max_frequency: float,
-) -> None:
+) -> dict[str, float]:
+    """The pole region as keywords for the drawing helpers, after checking it."""
     if not 0.0 <= min_radius <= max_radius < 1.0:
         raise ValueError(
             f"jaxlqo.testing.{caller}: need 0 <= min_radius <= max_radius < 1 (a stable discrete "
@@ -107,6 +107,18 @@ def _check_pole_region(
         raise ValueError(
             f"jaxlqo.testing.{caller}: need 0 <= max_frequency < inf; got {max_frequency}."
         )
+    return dict(
+        max_radius=max_radius,
+        min_radius=min_radius,
+        min_decay=min_decay,
+        max_decay=max_decay,
+        max_frequency=max_frequency,
+    )
+
+
+def _check_dt(caller: str, dt) -> None:
+    if not (isinstance(dt, (int, float)) and 0 < dt < math.inf):
+        raise ValueError(f"jaxlqo.testing.{caller}: `dt` must be a positive number; got {dt}.")
 
 
 def _check_cond_scale(caller: str, cond: float, scale: float) -> None:
@@ -291,14 +303,7 @@ def poles(
         ```
     """
     _check_size_arg(n, "n", "poles", minimum=0)
-    _check_pole_region(
-        "poles",
-        max_radius=max_radius,
-        min_radius=min_radius,
-        min_decay=min_decay,
-        max_decay=max_decay,
-        max_frequency=max_frequency,
-    )
+    _checked_region("poles", max_radius, min_radius, min_decay, max_decay, max_frequency)
     rdtype = _real_dtype(dtype, "poles")
     out_dtype = _complex_dtype(rdtype) if complex_ else rdtype
     return _draw_poles(
@@ -380,14 +385,9 @@ def stable_matrices(
         ```
     """
     _check_size_arg(n, "n", "stable_matrices")
-    region = dict(
-        max_radius=max_radius,
-        min_radius=min_radius,
-        min_decay=min_decay,
-        max_decay=max_decay,
-        max_frequency=max_frequency,
+    region = _checked_region(
+        "stable_matrices", max_radius, min_radius, min_decay, max_decay, max_frequency
     )
-    _check_pole_region("stable_matrices", **region)
     _check_cond_scale("stable_matrices", cond, 1.0)
     rdtype = _real_dtype(dtype, "stable_matrices")
     out_dtype = _complex_dtype(rdtype) if complex_ else rdtype
@@ -530,17 +530,11 @@ def lqo_systems(
     """
     for name, value in (("n", n), ("m", m), ("p", p)):
         _check_size_arg(value, name, "lqo_systems")
-    region = dict(
-        max_radius=max_radius,
-        min_radius=min_radius,
-        min_decay=min_decay,
-        max_decay=max_decay,
-        max_frequency=max_frequency,
+    region = _checked_region(
+        "lqo_systems", max_radius, min_radius, min_decay, max_decay, max_frequency
     )
-    _check_pole_region("lqo_systems", **region)
     _check_cond_scale("lqo_systems", cond, scale)
-    if not (isinstance(dt, (int, float)) and 0 < dt < math.inf):
-        raise ValueError(f"jaxlqo.testing.lqo_systems: `dt` must be a positive number; got {dt}.")
+    _check_dt("lqo_systems", dt)
     rdtype = _real_dtype(dtype, "lqo_systems")
     return _draw_lqo_system(
         n,
@@ -649,19 +643,11 @@ def diagonal_systems(
     """
     for name, value in (("n", n), ("m", m), ("p", p), ("rank", rank)):
         _check_size_arg(value, name, "diagonal_systems")
-    region = dict(
-        max_radius=max_radius,
-        min_radius=min_radius,
-        min_decay=min_decay,
-        max_decay=max_decay,
-        max_frequency=max_frequency,
+    region = _checked_region(
+        "diagonal_systems", max_radius, min_radius, min_decay, max_decay, max_frequency
     )
-    _check_pole_region("diagonal_systems", **region)
     _check_cond_scale("diagonal_systems", 1.0, scale)
-    if not (isinstance(dt, (int, float)) and 0 < dt < math.inf):
-        raise ValueError(
-            f"jaxlqo.testing.diagonal_systems: `dt` must be a positive number; got {dt}."
-        )
+    _check_dt("diagonal_systems", dt)
     rdtype = _real_dtype(dtype, "diagonal_systems")
     return _draw_diagonal_system(
         n, m, p, rank, poles, discrete, lti, feedthrough, scale, float(dt), rdtype, region
