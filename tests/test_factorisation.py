@@ -243,3 +243,32 @@ def test_a_dense_balanced_truncation_needs_one_schur_form(rng):
     q = lqo.observability_gramian(sys)
     c = np.asarray(sys.C)
     assert relative_error(q, ref.solve("continuous_lyapunov", a.T, None, -c.T @ c)) <= 1e-12
+
+
+def test_an_eager_solve_is_one_compiled_program(rng):
+    # Outside `jit` the solves (and `factorise`) run as compiled programs, as lineax's
+    # `linear_solve` does: a second call of the same shapes traces nothing (op by op, every
+    # call traced `custom_linear_solve`'s solves again: ~130 ms at n = 48 instead of ~1 ms).
+    traces, listening = [], [True]
+
+    def count(name, _duration, **_):
+        # JAX has no public way to unregister a listener: this one stops counting instead.
+        if listening[0] and name == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(name)
+
+    a, q = ref.hurwitz(rng, 9), ref.normal(rng, (9, 9))
+    calls = (
+        lambda a, q: lqo.solve_continuous_lyapunov(a, q),
+        lambda a, q: lqo.solve_sylvester(a, a, q, throw=False).value,
+        lambda a, q: lqo.solve_continuous_lyapunov(a, q, state=lqo.factorise(a)),
+    )
+    for call in calls:
+        call(a, q)  # compiles
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        for call in calls:
+            x = call(a - 0.1 * np.eye(9), 2 * q)  # new values, same shapes
+            assert np.all(np.isfinite(np.asarray(x)))
+    finally:
+        listening[0] = False
+    assert traces == []
