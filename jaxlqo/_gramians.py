@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool
 
 from ._checks import check_horizon
+from ._compiled import compiled
 from ._linalg import adjoint, is_stable_matrix, propagator, psd_sqrt_factor, sandwich
 from ._matrix_equations import (
     AbstractSylvesterSolver,
@@ -132,6 +133,7 @@ def realisation_gramians(
     return p, q, first_failure(res_p, res_q)
 
 
+@compiled
 def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
     r"""The controllability (reachability) Gramian `P`.
 
@@ -159,6 +161,7 @@ def controllability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = 
     return finish(p, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
+@compiled
 def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = True):
     r"""The (LQO) observability Gramian `Q`.
 
@@ -178,6 +181,7 @@ def observability_gramian(sys: AbstractSystem, *, horizon=None, throw: bool = Tr
     return finish(q, result, is_stable_matrix(r.a, r.discrete), horizon, throw, (sys,))
 
 
+@compiled
 def hankel_singular_values(sys: AbstractSystem, *, horizon=None, throw: bool = True):
     r"""Hankel singular values $\sigma_i = \sqrt{\lambda_i(P Q)}$, in decreasing order.
 

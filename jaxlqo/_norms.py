@@ -14,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, Real
 
 from ._checks import check_horizon
+from ._compiled import compiled
 from ._gramians import is_stable, realisation_gramians, solve_gramian_equation
 from ._linalg import is_stable_matrix
 from ._matrix_equations import factorise
@@ -370,6 +371,7 @@ def h2_norm(
 ) -> Real[Array, ""] | Solution: ...
 
 
+@compiled
 def h2_norm(sys: AbstractSystem, *, horizon=None, throw: bool = True) -> Real[Array, ""] | Solution:
     r"""The h2 norm of an LTI or LQO system (derivation: docs/h2.md).
 
@@ -542,6 +544,7 @@ def h2_error(
 ) -> Real[Array, ""] | Solution: ...
 
 
+@compiled
 def h2_error(
     fom: AbstractSystem,
     rom: AbstractSystem,

@@ -272,3 +272,36 @@ def test_an_eager_solve_is_one_compiled_program(rng):
     finally:
         listening[0] = False
     assert traces == []
+
+
+def test_eager_gramians_norms_and_truncations_are_compiled_programs(rng):
+    # `jaxlqo/_compiled.py`: a repeated eager call of the same shapes traces nothing, and a
+    # NumPy integer rank is a static Python int there as everywhere.
+    traces, listening = [], [True]
+
+    def count(name, _duration, **_):
+        if listening[0] and name == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(name)
+
+    def system(scale):
+        return lqo.LQOSystem(
+            scale * ref.hurwitz(rng, 8), ref.normal(rng, (8, 2)), ref.normal(rng, (1, 8))
+        )
+
+    calls = (
+        lambda s: lqo.observability_gramian(s),
+        lambda s: lqo.hankel_singular_values(s),
+        lambda s: lqo.h2_norm(s),
+        lambda s: lqo.h2_error(s, s),
+        lambda s: lqo.balanced_truncation(s, np.int64(3)).value.A,
+        lambda s: lqo.modal_truncation(s, 3).value.A,
+    )
+    for call in calls:
+        call(system(1.0))  # compiles
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        for call in calls:
+            assert np.all(np.isfinite(np.asarray(call(system(2.0)))))
+    finally:
+        listening[0] = False
+    assert traces == []

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._checks import check_horizon, raise_if_time_domain_mixup, systems_are_finite
+from .._compiled import compiled
 from .._gramians import realisation_gramians
 from .._linalg import is_stable_matrix, psd_sqrt_factor
 from .._norms import h2_error_squared, infinite_horizon_as_none
@@ -103,6 +104,7 @@ def _better_of(fom, first: DiagonalLQOSystem, second: DiagonalLQOSystem, horizon
     return jax.tree_util.tree_map(lambda a, b: jnp.where(keep_first, a, b), first, second)
 
 
+@compiled
 def balanced_truncation(sys: AbstractSystem, r: int, *, horizon=None, throw: bool = True):
     r"""Square-root balanced truncation, for LTI and LQO systems, infinite or time-limited.
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._checks import systems_are_finite
+from .._compiled import compiled
 from .._solution import RESULTS, Solution
 from .._systems import DiagonalLQOSystem, LQOSystem, check_system
 
@@ -150,6 +151,7 @@ def diagonal_mode_dominance(sys: DiagonalLQOSystem) -> Array:
     return mode_dominance(sys.poles, sys.B, sys.C, sys.is_discrete, quad_cols)
 
 
+@compiled
 def modal_truncation(sys, r: int, *, throw: bool = True) -> Solution:
     r"""Keep the `r` most dominant modes (poles) of a system.
 
