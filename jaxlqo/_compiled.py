@@ -2,9 +2,10 @@
 
 Outside `jit`, JAX runs a function op by op, and every `lax.cond` / `custom_linear_solve`
 inside it traces its branches again on every call: an eager `controllability_gramian` at
-n = 48 took ~170 ms against ~1.2 ms compiled. As lineax's `linear_solve`, the public
+n = 48 took ~170 ms against ~1.2 ms compiled. As lineax's `linear_solve`, the matrix-equation
+solves and `factorise` (their compiled cores in `_matrix_equations/_solve.py`), the public
 Gramians, norms and truncations are therefore `eqx.filter_jit` programs (inlined into a
-caller's own `jit`).
+caller's own `jit`), all through `compiled`.
 
 Python scalars are static arguments of the program, so each distinct value is checked
 (and traced) once. Two details keep that exact: NumPy scalars (`np.int64(4)` as a rank) are

@@ -29,6 +29,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
+from .._compiled import compiled
 from .._misc import as_inexact_array, common_inexact_dtype
 from .._solution import RESULTS, Solution
 from ._operator import SylvesterOperator
@@ -180,7 +181,7 @@ def factorise(
     return Factorisation(arrays, structure, solver, bool(discrete), adjoint_pair)
 
 
-@eqx.filter_jit
+@compiled
 def _compiled_init(solver: AbstractSylvesterSolver, operator: SylvesterOperator, adjoint_pair):
     """`solver.init` as one compiled program (see `_compiled_solve`)."""
     return solver.init(lax.stop_gradient(operator), adjoint_pair)
@@ -278,10 +279,10 @@ def _solve(
     return _compiled_solve(caller, a, b, c, discrete, adjoint_pair, solver, throw, factorisation)
 
 
-# Compiled as one program, as lineax's `linear_solve` is: outside `jit` a solve would run op
-# by op, and `custom_linear_solve` would trace its solves again on every call (n = 48: about
+# Compiled as one program (`jaxlqo/_compiled.py`): outside `jit` a solve would run op by op,
+# and `custom_linear_solve` would trace its solves again on every call (n = 48: about
 # 100-170 ms a call, against under 1 ms compiled). Inside a user's `jit` it is inlined.
-@eqx.filter_jit
+@compiled
 def _compiled_solve(caller, a, b, c, discrete, adjoint_pair, solver, throw, factorisation):
     operator = SylvesterOperator(a, b, discrete)
     if factorisation is None:
