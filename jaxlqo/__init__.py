@@ -13,21 +13,23 @@ from ._interop import (
     to_control as to_control,
     to_scipy as to_scipy,
 )
-from ._matrix_equations import (
+from ._matrix_equations._solve import (
+    Factorisation as Factorisation,
+    factorise as factorise,
+    solve_continuous_lyapunov as solve_continuous_lyapunov,
+    solve_discrete_lyapunov as solve_discrete_lyapunov,
+    solve_discrete_sylvester as solve_discrete_sylvester,
+    solve_sylvester as solve_sylvester,
+)
+from ._matrix_equations._solvers import (
     AbstractSylvesterSolver as AbstractSylvesterSolver,
     AutoSolver as AutoSolver,
     BartelsStewart as BartelsStewart,
     Diagonal as Diagonal,
     Doubling as Doubling,
     Eigendecomposition as Eigendecomposition,
-    Factorisation as Factorisation,
     Kronecker as Kronecker,
     MatrixSign as MatrixSign,
-    factorise as factorise,
-    solve_continuous_lyapunov as solve_continuous_lyapunov,
-    solve_discrete_lyapunov as solve_discrete_lyapunov,
-    solve_discrete_sylvester as solve_discrete_sylvester,
-    solve_sylvester as solve_sylvester,
 )
 from ._norms import (
     h2_error as h2_error,

@@ -33,15 +33,17 @@ from jaxtyping import Array, Bool
 from ._checks import check_horizon
 from ._compiled import compiled
 from ._linalg import adjoint, is_stable_matrix, propagator, psd_sqrt_factor, sandwich
-from ._matrix_equations import (
-    AbstractSylvesterSolver,
-    AutoSolver,
+from ._matrix_equations._solve import (
     Factorisation,
     factorise,
     solve_continuous_lyapunov,
     solve_discrete_lyapunov,
     solve_discrete_sylvester,
     solve_sylvester,
+)
+from ._matrix_equations._solvers import (
+    AbstractSylvesterSolver,
+    AutoSolver,
 )
 from ._realisation import Realisation
 from ._results import finish, first_failure

@@ -17,7 +17,7 @@ from ._checks import check_horizon
 from ._compiled import compiled
 from ._gramians import is_stable, realisation_gramians, solve_gramian_equation
 from ._linalg import is_stable_matrix
-from ._matrix_equations import factorise
+from ._matrix_equations._solve import factorise
 from ._matrix_equations._solvers import eigenvalues_separated
 from ._misc import common_inexact_dtype, complex_dtype
 from ._realisation import Realisation

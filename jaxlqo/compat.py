@@ -82,13 +82,15 @@ from ._interop import (
     to_scipy,
 )
 from ._linalg import psd_sqrt_factor
-from ._matrix_equations import (
-    AbstractSylvesterSolver,
-    AutoSolver,
+from ._matrix_equations._solve import (
     solve_continuous_lyapunov,
     solve_discrete_lyapunov,
     solve_discrete_sylvester,
     solve_sylvester,
+)
+from ._matrix_equations._solvers import (
+    AbstractSylvesterSolver,
+    AutoSolver,
 )
 from ._misc import as_inexact_array, check_shape, common_inexact_dtype
 from ._norms import h2_norm

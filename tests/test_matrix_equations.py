@@ -928,7 +928,7 @@ def test_gpu_default_discrete_sylvester(gpu_dispatch):
 
 
 def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
-    from jaxlqo._matrix_equations import SylvesterOperator
+    from jaxlqo._matrix_equations._operator import SylvesterOperator
 
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     op = SylvesterOperator(jnp.eye(12), jnp.eye(12), False)
@@ -938,7 +938,7 @@ def test_tpu_default_has_no_eigendecomposition_fallback(monkeypatch):
 def test_auto_solver_takes_bartels_stewart_earlier_for_lyapunov_equations():
     # One Schur form serves a Lyapunov equation: Kronecker only up to n² = 36 there, n m = 64
     # for a Sylvester equation (measured crossovers, see AutoSolver.select).
-    from jaxlqo._matrix_equations import SylvesterOperator
+    from jaxlqo._matrix_equations._operator import SylvesterOperator
 
     for n, lyapunov_solver in [(6, lqo.Kronecker), (7, lqo.BartelsStewart)]:
         op = SylvesterOperator(jnp.eye(n), jnp.eye(n), False)

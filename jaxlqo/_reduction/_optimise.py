@@ -27,7 +27,7 @@ from jaxtyping import Array
 from .._checks import check_horizon
 from .._gramians import solve_gramian_equation
 from .._linalg import is_stable_matrix, psd_sqrt_factor
-from .._matrix_equations import BartelsStewart
+from .._matrix_equations._solvers import BartelsStewart
 from .._misc import complex_dtype, default_float_dtype
 from .._norms import (
     accurate_error_squared,
